@@ -39,6 +39,54 @@ def _root(
     """psgen: plans in, PowerShell out."""
 
 
+@app.command()
+def validate(
+    plans: List[str] = typer.Argument(..., metavar="PLAN...", help="Plan files or catalog names."),
+) -> None:
+    """Check plans for mistakes; print each as file:line:col with a hint."""
+    from .errors import Problem
+    from .load import load_plan
+
+    problems: List[Problem] = []
+    for ref in plans:
+        try:
+            plan = load_plan(ref)
+        except UserError as exc:
+            problems.extend(exc.problems)
+            continue
+        typer.echo(f"{plan.source}: ok ({len(plan.steps)} steps)")
+    if problems:
+        raise UserError(problems)
+
+
+@app.command()
+def schema(
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to this file."),
+) -> None:
+    """Print the plan format's JSON Schema (for editor autocomplete)."""
+    from .plan import schema_text
+    from .util import write_atomic
+
+    text = schema_text()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        write_atomic(output, text.encode("utf-8"))
+
+
+@app.command("list")
+def list_plans() -> None:
+    """List the built-in plan catalog with titles."""
+    from .load import catalog, load_plan
+
+    for name, path in catalog():
+        try:
+            title = load_plan(path).title
+        except UserError:
+            title = "(invalid plan: run psgen validate)"
+        typer.echo(f"{name:32} {title}")
+
+
 def main() -> None:
     """Console-script entry point: user mistakes become located messages and exit code 2.
 
