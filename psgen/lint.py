@@ -67,3 +67,10 @@ def syntax_errors(text: str) -> List[Finding]:
     # The deepest ERROR is the most precise; report the last-starting one first.
     out.sort(key=lambda f: (-f.line, -f.column))
     return out
+
+
+def has_here_string(text: str) -> bool:
+    """True when the code holds a here-string (whose lines must not be re-indented)."""
+    if "@'" not in text and '@"' not in text:
+        return False
+    return any("here_string" in n.type for n in walk(parse(text).root_node))

@@ -37,6 +37,15 @@ class Service(Resource):
     def target(self) -> str:
         return f"service {self.service}" if isinstance(self.service, str) else "service"
 
+    def properties(self):
+        # PowerShell's own words for the wanted status and start type.
+        return {
+            "Service": self.service,
+            "State": {"running": "Running", "stopped": "Stopped"}.get(self.state or "", ""),
+            "StartType": (self.start_type or "").capitalize(),
+            "TimeoutSeconds": self.timeout_seconds,
+        }
+
 
 _HIVES = ("HKLM:\\", "HKCU:\\", "HKCR:\\", "HKU:\\", "HKCC:\\", "Registry::")
 
@@ -86,8 +95,8 @@ class RegistryValue(Resource):
             raise ValueError(f"kind {self.kind} needs {want.__name__} data")
         if self.kind == "DWord" and not 0 <= d <= 0xFFFFFFFF:
             raise ValueError("DWord data must be between 0 and 4294967295")
-        if self.kind == "QWord" and not 0 <= d <= 0xFFFFFFFFFFFFFFFF:
-            raise ValueError("QWord data must be between 0 and 18446744073709551615")
+        if self.kind == "QWord" and not 0 <= d <= 0x7FFFFFFFFFFFFFFF:
+            raise ValueError("QWord data must be between 0 and 9223372036854775807")
         return self
 
     def target(self) -> str:
