@@ -60,6 +60,45 @@ def validate(
 
 
 @app.command()
+def build(
+    plans: List[str] = typer.Argument(..., metavar="PLAN...", help="Plan files or catalog names."),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Output script path (one plan only); other files of the "
+        "target are written next to it."),
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out-dir", help="Write each plan's files into this folder (default: here)."),
+    target: str = typer.Option("script", "--target", help="What to build: script."),
+    check: bool = typer.Option(
+        False, "--check", help="Write nothing; exit 1 naming every output that is stale."),
+) -> None:
+    """Compile plans into PowerShell scripts (ASCII, CRLF, deterministic bytes)."""
+    from .build import build_plans
+
+    stale = build_plans(plans, output=output, out_dir=out_dir, target=target, check=check,
+                        echo=typer.echo)
+    if stale:
+        typer.echo(f"{len(stale)} output(s) out of date: run psgen build", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def explain(
+    plan_ref: str = typer.Argument(..., metavar="PLAN", help="Plan file or catalog name."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to this file."),
+) -> None:
+    """Describe a plan in Markdown: what it checks, what it may change, how to undo it."""
+    from .explain import explain_markdown
+    from .load import load_plan
+    from .util import write_atomic
+
+    text = explain_markdown(load_plan(plan_ref))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        write_atomic(output, text.encode("utf-8"))
+
+
+@app.command()
 def schema(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to this file."),
 ) -> None:

@@ -139,7 +139,7 @@ def _step_context(step: Step, indent: int) -> Dict[str, Any]:
         table.update(
             Kind=kind,
             Target=model.target(),
-            FixSummary="" if cls.read_only else cls.changes,
+            FixSummary="" if cls.read_only else model.fix_summary(),
             Irreversible=False,
             Property=_with_refs(model.properties()),
             Get=f"Get-Psgen{cls.noun}",
@@ -231,22 +231,3 @@ def compile_plan(plan: Plan, template: str = "script.ps1.j2") -> bytes:
     """Compile a loaded plan to script bytes."""
     text = environment().get_template(template).render(**context(plan))
     return to_script_bytes(text)
-
-
-def build(plan: Plan, output: Path) -> bytes:
-    """Compile and write atomically. Returns the bytes written."""
-    from .util import write_atomic
-
-    data = compile_plan(plan)
-    write_atomic(output, data)
-    return data
-
-
-def stale(plan: Plan, output: Path) -> bool:
-    """True when ``output`` is missing or differs from what ``plan`` compiles to."""
-    try:
-        return output.read_bytes() != compile_plan(plan)
-    except FileNotFoundError:
-        return True
-    except OSError as exc:
-        raise UserError.single(f"cannot read {output}: {exc.strerror}") from None

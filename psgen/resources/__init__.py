@@ -3,7 +3,8 @@
 A resource is a pydantic model of its properties plus a template
 (``templates/resources/<name>.ps1.j2``) that defines four PowerShell functions:
 
-* ``Get-Psgen<Noun>``     read-only; returns the current state as a hashtable of plain values;
+* ``Get-Psgen<Noun>``     read-only; returns the current state as a hashtable of plain values
+                          (a non-empty ``PsgenSkip`` entry skips the step with that reason);
 * ``Test-Psgen<Noun>``    read-only; ``$true`` when the state is compliant;
 * ``Set-Psgen<Noun>``     changes the machine; every change inside ``$PSCmdlet.ShouldProcess``;
 * ``Restore-Psgen<Noun>`` puts back the state that Get captured (read from the journal).
@@ -48,6 +49,10 @@ class Resource(Model):
             key = "".join(part.capitalize() for part in (info.alias or field).split("_"))
             out[key] = value
         return out
+
+    def fix_summary(self) -> str:
+        """What Fix will do for this step, in words (ShouldProcess action, findings)."""
+        return type(self).changes
 
     def target(self) -> str:
         """What the step acts on, in words (ShouldProcess target, explain pages)."""

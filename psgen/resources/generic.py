@@ -23,8 +23,8 @@ class Service(Resource):
 
     service: Str = Field(description="Service name (not the display name), e.g. Spooler.")
     state: Optional[Literal["running", "stopped"]] = Field(None, description="Desired state.")
-    start_type: Optional[Literal["automatic", "manual", "disabled"]] = Field(
-        None, description="Desired start type."
+    start_type: Optional[Union[Literal["automatic", "manual", "disabled"], ParamRef]] = Field(
+        None, description="Desired start type (a parameter may supply it)."
     )
     timeout_seconds: Int = Field(60, description="How long to wait for the state to settle.")
 
@@ -37,12 +37,24 @@ class Service(Resource):
     def target(self) -> str:
         return f"service {self.service}" if isinstance(self.service, str) else "service"
 
+    def fix_summary(self) -> str:
+        parts = []
+        if self.state:
+            parts.append("start the service" if self.state == "running" else "stop the service")
+        if isinstance(self.start_type, str):
+            parts.append(f"set its start type to {self.start_type}")
+        elif self.start_type is not None:
+            parts.append(f"set its start type to the value of -{self.start_type.param}")
+        return " and ".join(parts)
+
     def properties(self):
         # PowerShell's own words for the wanted status and start type.
         return {
             "Service": self.service,
             "State": {"running": "Running", "stopped": "Stopped"}.get(self.state or "", ""),
-            "StartType": (self.start_type or "").capitalize(),
+            # PowerShell compares start types case-insensitively; a parameter passes through.
+            "StartType": (self.start_type.capitalize() if isinstance(self.start_type, str)
+                          else self.start_type or ""),
             "TimeoutSeconds": self.timeout_seconds,
         }
 

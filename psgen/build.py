@@ -1,0 +1,67 @@
+"""Build orchestration: load every plan, compute every output, then write (or compare)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from .errors import UserError
+
+
+def plan_outputs(plans: Sequence[str], *, output: Optional[Path], out_dir: Optional[Path],
+                 target: str = "script", **options) -> Dict[Path, bytes]:
+    """Path -> bytes for every output of every plan. Raises UserError before anything is
+    written if any plan is invalid."""
+    from .load import load_plan
+    from .targets import TARGETS, outputs
+
+    if target not in TARGETS:
+        raise UserError.single(f"unknown build target {target!r}",
+                               hint=f"choose one of: {', '.join(TARGETS)}")
+    if output is not None and len(plans) > 1:
+        raise UserError.single("-o/--output takes one plan; several were given",
+                               hint="use --out-dir DIR to build several plans")
+    if output is not None and out_dir is not None:
+        raise UserError.single("give either -o/--output or --out-dir, not both")
+    loaded = [load_plan(ref) for ref in plans]
+    result: Dict[Path, bytes] = {}
+    for plan in loaded:
+        if output is not None:
+            folder, stem = output.parent, (output.stem if output.suffix == ".ps1" else output.name)
+        else:
+            folder, stem = (out_dir or Path(".")), plan.name
+        for name, data in outputs(plan, target, stem=stem, **options).items():
+            path = folder / name
+            if path in result:
+                raise UserError.single(f"two plans would both write {path}",
+                                       hint="plan names must differ, or build them separately")
+            result[path] = data
+    return result
+
+
+def build_plans(plans: Sequence[str], *, output: Optional[Path] = None,
+                out_dir: Optional[Path] = None, target: str = "script", check: bool = False,
+                echo: Callable[[str], None] = print, **options) -> List[Path]:
+    """Write (or, with check, compare) all outputs. Returns the stale paths in check mode."""
+    from .util import write_atomic
+
+    files = plan_outputs(plans, output=output, out_dir=out_dir, target=target, **options)
+    stale: List[Path] = []
+    for path, data in files.items():
+        if check:
+            try:
+                current = path.read_bytes()
+            except FileNotFoundError:
+                current = None
+            if current != data:
+                stale.append(path)
+                echo(f"stale: {path}" + (" (missing)" if current is None else ""))
+            continue
+    if check:
+        return stale
+    for path in {p.parent for p in files}:
+        path.mkdir(parents=True, exist_ok=True)
+    for path, data in files.items():
+        write_atomic(path, data)
+        echo(f"wrote {path} ({len(data)} bytes)")
+    return stale
