@@ -126,6 +126,108 @@ def list_plans() -> None:
         typer.echo(f"{name:32} {title}")
 
 
+# --- Authenticode: sign, verify, cert new (psgen.sign) ----------------------------------------
+
+_PASSWORD_ENV_HELP = ("Environment variable holding the PFX or private-key password (never "
+                      "taken from the command line); if unset you are prompted in a terminal.")
+
+
+@app.command()
+def sign(
+    files: List[Path] = typer.Argument(..., metavar="FILE...", help="Scripts to sign (in place)."),
+    cert: Path = typer.Option(..., "--cert", help="PFX/PKCS#12 file, or PEM/DER certificate "
+                              "(a PEM may also hold the chain and the key)."),
+    key: Optional[Path] = typer.Option(None, "--key", help="PEM/DER private key, when --cert "
+                                       "is a certificate file."),
+    chain: List[Path] = typer.Option([], "--chain", help="Extra intermediate CA certificates to "
+                                     "include (repeatable)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Write the signed script here (one FILE only)."),
+    digest: str = typer.Option("sha256", "--hash", help="sha256, sha384 or sha512."),
+    timestamp_url: Optional[str] = typer.Option(
+        None, "--timestamp-url", help="RFC 3161 timestamp server, so the signature stays valid "
+        "after the certificate expires."),
+    password_env: str = typer.Option("PSGEN_CERT_PASSWORD", "--password-env",
+                                     help=_PASSWORD_ENV_HELP),
+) -> None:
+    """Sign PowerShell scripts with Authenticode (replaces an existing signature)."""
+    from . import sign as signing
+
+    if output is not None and len(files) != 1:
+        raise UserError.single("-o/--output needs exactly one FILE",
+                               hint="omit -o to sign several files in place")
+    signer = signing.load_signer(cert, key, chain=chain,
+                                 password=signing.password_source(password_env))
+    problems = []
+    for path in files:  # refuse everything Windows would reject before writing anything
+        try:
+            signing.check_signable(signing._read(path, "script"), str(path))
+        except UserError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise UserError(problems)
+    for path in files:
+        target = signing.sign_file(path, signer, output=output, digest=digest,
+                                   timestamp_url=timestamp_url)
+        typer.echo(f"{target}: signed by {signer.subject}"
+                   + (" (timestamped)" if timestamp_url else ""))
+
+
+@app.command()
+def verify(
+    files: List[Path] = typer.Argument(..., metavar="FILE...", help="Signed scripts."),
+    ca: List[Path] = typer.Option([], "--ca", help="Trusted CA certificate(s), PEM or DER "
+                                  "(repeatable). Without it only integrity is checked."),
+) -> None:
+    """Verify Authenticode signatures; print each check in words; exit 1 if any file fails."""
+    from . import sign as signing
+
+    trusted = signing.load_certificates(ca)
+    failed = 0
+    for path in files:
+        result = signing.verify_file(path, trusted=trusted)
+        typer.echo(result.format())
+        failed += not result.ok
+    if failed:
+        typer.echo(f"{failed} of {len(files)} file(s) failed verification", err=True)
+        raise typer.Exit(1)
+
+
+cert_app = typer.Typer(help="Code-signing certificates.", no_args_is_help=True)
+app.add_typer(cert_app, name="cert")
+
+
+@cert_app.command("new")
+def cert_new(
+    name: str = typer.Argument("psgen-signing", help="Writes NAME.pem (certificate), NAME.key "
+                               "(private key, mode 600) and NAME.cer (DER, for Windows)."),
+    subject: str = typer.Option("psgen throwaway code signing", "--subject",
+                                help="Common name (CN) of the certificate."),
+    key_type: str = typer.Option("rsa2048", "--key-type",
+                                 help="rsa2048, rsa3072, rsa4096, p256 or p384."),
+    days: int = typer.Option(365, "--days", help="Validity in days."),
+    pfx: bool = typer.Option(False, "--pfx", help="Also write NAME.pfx, encrypted with the "
+                             "password from --password-env (or a prompt)."),
+    password_env: str = typer.Option("PSGEN_CERT_PASSWORD", "--password-env",
+                                     help=_PASSWORD_ENV_HELP),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+) -> None:
+    """Make a throwaway self-signed code-signing certificate (demos and tests only)."""
+    from . import sign as signing
+
+    password = signing.password_source(password_env)(f"{name}.pfx") if pfx else None
+    key, certificate = signing.new_self_signed(subject, key_type=key_type, days=days)
+    for path in signing.write_certificate_files(name, key, certificate, pfx_password=password,
+                                                force=force):
+        typer.echo(f"wrote {path}")
+    typer.echo(f"thumbprint {signing.thumbprint(certificate)}; valid until "
+               f"{certificate.not_valid_after_utc:%Y-%m-%d}. Sign with: psgen sign FILE "
+               f"--cert {name}.pem --key {name}.key")
+    typer.echo("To trust it on a Windows test machine (admin PowerShell): Import-Certificate "
+               f"-FilePath {name}.cer -CertStoreLocation Cert:\\LocalMachine\\Root; and again "
+               "with Cert:\\LocalMachine\\TrustedPublisher")
+
+
 def main() -> None:
     """Console-script entry point: user mistakes become located messages and exit code 2.
 

@@ -68,7 +68,7 @@ from .errors import UserError
 __all__ = [
     "Check", "Signer", "Verification", "DIGESTS", "KEY_TYPES", "PASSWORD_ENV",
     "check_signable", "file_digest", "load_certificates", "load_signer", "new_self_signed",
-    "password_source", "sign_bytes", "sign_file", "verify_bytes", "verify_file",
+    "password_source", "sign_bytes", "sign_file", "thumbprint", "verify_bytes", "verify_file",
     "write_certificate_files",
 ]
 
@@ -274,7 +274,7 @@ def check_signable(data: bytes, name: str | None = None) -> _Layout:
 
     Returns the layout (encoding, text to hash, existing block) for the signer.
     """
-    label = name or "the script"
+    label = "the script"
     if not data:
         raise UserError.single("the script is empty; there is nothing to sign", file=name,
                                hint="sign the script psgen built, not an empty file")
@@ -1412,6 +1412,11 @@ def _walk_chain(leaf: x509.Certificate, pool: list[x509.Certificate],
 # --------------------------------------------------------------------------------------------
 # Throwaway certificates (psgen cert new)
 # --------------------------------------------------------------------------------------------
+
+def thumbprint(cert: x509.Certificate) -> str:
+    """The SHA-1 thumbprint Windows shows (Cert:\\ drive, certmgr), upper-case hex."""
+    return cert.fingerprint(hashes.SHA1()).hex().upper()
+
 
 def _new_key(key_type: str) -> PrivateKey:
     if key_type.startswith("rsa") and key_type[3:].isdigit():
