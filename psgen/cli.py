@@ -228,6 +228,76 @@ def cert_new(
                "with Cert:\\LocalMachine\\TrustedPublisher")
 
 
+@app.command()
+def push(
+    target: str = typer.Argument(..., metavar="PLAN_OR_SCRIPT",
+                                 help="A plan (file or catalog name), or a .ps1 file pushed as is."),
+    host: List[str] = typer.Option([], "--host", "-H", metavar="HOST[:PORT]",
+                                   help="A host to push to (repeatable)."),
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", metavar="FILE",
+                                             help="Hosts file: one HOST[:PORT] [https|http] a line, "
+                                                  "or an Ansible INI/YAML inventory."),
+    mode: str = typer.Option("check", "--mode", help="check, fix or rollback."),
+    param: List[str] = typer.Option([], "--param", "-p", metavar="NAME=VALUE",
+                                    help="A plan parameter (repeatable; typed and validated)."),
+    parallel: int = typer.Option(10, "--parallel", min=1, max=1000, help="Hosts at a time."),
+    timeout: float = typer.Option(600.0, "--timeout", min=0.1, metavar="SECONDS",
+                                  help="Time budget per host, retries included."),
+    transport: str = typer.Option("https", "--transport", help="https (port 5986) or http (5985)."),
+    auth: str = typer.Option("negotiate", "--auth",
+                             help="negotiate, kerberos, ntlm, basic, certificate or credssp."),
+    user: Optional[str] = typer.Option(None, "--user", "-u",
+                                       help="User name; the password comes from $PSGEN_PASSWORD "
+                                            "or a prompt."),
+    ca_file: Optional[Path] = typer.Option(None, "--ca-file", help="PEM CA bundle to verify hosts."),
+    insecure: bool = typer.Option(False, "--insecure", help="Do not verify TLS certificates (unsafe)."),
+    client_cert: Optional[Path] = typer.Option(None, "--client-cert", help="PEM cert (--auth certificate)."),
+    client_key: Optional[Path] = typer.Option(None, "--client-key", help="PEM key (--auth certificate)."),
+    as_file: bool = typer.Option(False, "--as-file",
+                                 help="Copy the script to the host and run it as a file (the host's "
+                                      "execution policy checks its signature)."),
+    retries: int = typer.Option(2, "--retries", min=0, max=10,
+                                help="Extra tries for failures before the script started."),
+    results: Optional[Path] = typer.Option(None, "--results", metavar="FILE",
+                                           help="Append each host's result to this JSON Lines file."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="FILE",
+                                          help="Skip hosts already done in this results file."),
+    junit: Optional[Path] = typer.Option(None, "--junit", metavar="FILE", help="Write JUnit XML."),
+) -> None:
+    """Run a plan on one host or a fleet over PSRP/WinRM. Exit 0 ok, 1 drift, 2 any failure."""
+    from . import push as pushing
+
+    script = pushing.load_script(target)
+    params = pushing.coerce_params(param, script)
+    hosts = [pushing.parse_host(h) for h in host]
+    if inventory is not None:
+        hosts += pushing.load_inventory(inventory)
+    if not hosts:
+        raise UserError.single("no hosts given", hint="use --host HOST[:PORT] or --inventory FILE")
+    options = pushing.build_options(
+        transport=transport, auth=auth, user=user, ca_file=str(ca_file) if ca_file else None,
+        insecure=insecure, client_cert=str(client_cert) if client_cert else None,
+        client_key=str(client_key) if client_key else None, retries=retries)
+    if mode.lower() not in pushing.MODES:
+        raise UserError.single(f"unknown mode {mode!r}", hint="use --mode check, fix or rollback")
+    for warning in pushing.connection_warnings(hosts, options, script, as_file):
+        typer.secho(warning, err=True, fg="red" if warning.startswith("WARNING") else "yellow")
+    options.password = pushing.get_password(options.auth, user)
+    with pushing.Progress(len(hosts), live=sys.stderr.isatty()) as progress:
+        report = pushing.push(
+            script, hosts, mode=mode.lower(), params=params, options=options, parallel=parallel,
+            timeout=timeout, as_file=as_file, results_path=results if results else resume,
+            resume_path=resume, junit_path=junit, on_begin=progress.begin,
+            on_result=progress.result, on_notice=progress.notice)
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        pushing.render_summary(report, rich_console=Console())
+    else:
+        pushing.render_summary(report, write=typer.echo)
+    raise typer.Exit(report.exit_code)
+
+
 def main() -> None:
     """Console-script entry point: user mistakes become located messages and exit code 2.
 

@@ -578,7 +578,10 @@ def script_from_plan(ref: str | Path) -> Script:
                                hint="push a compiled .ps1 file instead") from None
     text = compile_plan(plan)
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-    return Script(data=data, name=plan.name, source=str(plan.source), parameters=dict(plan.parameters))
+    params: dict[str, Any] = dict(plan.parameters)
+    for extra in ("LogPath", "JournalPath"):  # the generated script's own optional parameters
+        params.setdefault(extra, ScriptParameter(extra, "string"))
+    return Script(data=data, name=plan.name, source=str(plan.source), parameters=params)
 
 
 def load_script(ref: str | Path) -> Script:
@@ -588,7 +591,7 @@ def load_script(ref: str | Path) -> Script:
 
 _TRUE = {"true", "$true", "1", "yes", "on"}
 _FALSE = {"false", "$false", "0", "no", "off"}
-_RESERVED = {"mode", "json", "whatif", "confirm", "logpath", "journalpath"}
+_RESERVED = {"mode", "json", "whatif", "confirm"}
 
 
 def coerce_params(pairs: Sequence[str], script: Script) -> dict[str, Any]:
@@ -688,6 +691,95 @@ class ConnectOptions:
         if self.insecure:
             return False
         return self.ca_file or True
+
+
+PASSWORD_ENV = "PSGEN_PASSWORD"
+
+
+def get_password(auth: str, user: Optional[str], *, env: Optional[Mapping[str, str]] = None,
+                 interactive: Optional[bool] = None) -> Optional[str]:
+    """The password from $PSGEN_PASSWORD, else a prompt on a terminal; never from argv.
+
+    Needed for basic, ntlm, credssp and negotiate with --user; optional for kerberos (the ticket
+    cache is used without one); not used for certificate auth.
+    """
+    import sys
+
+    env = os.environ if env is None else env
+    if auth == "certificate":
+        return None
+    value = env.get(PASSWORD_ENV)
+    if value is not None:
+        return value
+    needed = auth in ("basic", "ntlm", "credssp") or (auth == "negotiate" and user)
+    if not needed:
+        return None
+    tty = sys.stdin.isatty() if interactive is None else interactive
+    if tty:
+        import getpass
+
+        return getpass.getpass(f"Password for {user}: ")
+    raise UserError.single(
+        f"no password for {user}: ${PASSWORD_ENV} is not set and there is no terminal to ask",
+        hint=f"set the environment variable {PASSWORD_ENV} (passwords are never taken from the "
+             "command line), or use --auth kerberos with a ticket")
+
+
+def build_options(*, transport: str = "https", auth: str = "negotiate", user: Optional[str] = None,
+                  password: Optional[str] = None, ca_file: Optional[str] = None, insecure: bool = False,
+                  client_cert: Optional[str] = None, client_key: Optional[str] = None,
+                  retries: int = 2, **extra: Any) -> ConnectOptions:
+    """Validated ConnectOptions; every inconsistent combination is a UserError."""
+    import importlib.util
+
+    transport, auth = transport.lower(), auth.lower()
+    if transport not in TRANSPORTS:
+        raise UserError.single(f"unknown transport {transport!r}", hint="use --transport https or http")
+    if auth not in AUTHS:
+        raise UserError.single(f"unknown auth {auth!r}", hint="use one of: " + ", ".join(AUTHS))
+    if auth in ("basic", "ntlm", "credssp") and not user:
+        raise UserError.single(f"--auth {auth} needs --user", hint="e.g. --user 'CORP\\admin'")
+    if insecure and ca_file:
+        raise UserError.single("--insecure and --ca-file contradict each other",
+                               hint="keep --ca-file: it verifies the hosts' certificates")
+    if ca_file and not Path(ca_file).is_file():
+        raise UserError.single("CA file not found", file=str(ca_file),
+                               hint="give the PEM file of the CA that signed the hosts' WinRM certificates")
+    if auth == "certificate":
+        if not client_cert or not client_key:
+            raise UserError.single("--auth certificate needs --client-cert and --client-key (PEM files)")
+        for f in (client_cert, client_key):
+            if not Path(f).is_file():
+                raise UserError.single("file not found", file=str(f))
+    if auth == "credssp" and importlib.util.find_spec("requests_credssp") is None:
+        raise UserError.single("--auth credssp needs the requests-credssp package",
+                               hint="pip install requests-credssp")
+    if retries < 0:
+        raise UserError.single("--retries cannot be negative")
+    return ConnectOptions(transport=transport, auth=auth, username=user, password=password,
+                          ca_file=str(ca_file) if ca_file else None, insecure=insecure,
+                          client_cert=client_cert, client_key=client_key, retries=retries, **extra)
+
+
+def connection_warnings(hosts: Sequence[HostSpec], options: ConnectOptions, script: "Script",
+                        as_file: bool) -> list[str]:
+    """Loud warnings about risky but allowed choices (printed before anything is sent)."""
+    warnings = []
+    resolved = [h.resolve(options.transport) for h in hosts]
+    if options.insecure and any(h.transport == "https" for h in resolved):
+        warnings.append("WARNING: --insecure: TLS certificates are NOT verified. Anyone on the network "
+                        "path can impersonate these hosts and capture the credentials. Use --ca-file.")
+    plain = [h for h in resolved if h.transport == "http"]
+    if plain and options.auth == "basic":
+        warnings.append(f"WARNING: basic auth over http to {len(plain)} host(s): the password and the "
+                        "script travel in clear text. Use --transport https.")
+    if plain and options.auth == "certificate":
+        warnings.append(f"WARNING: certificate auth needs https; {len(plain)} host(s) use http and "
+                        "will fail.")
+    if as_file and not script.signed:
+        warnings.append("warning: --as-file with an unsigned script: hosts whose execution policy is "
+                        "AllSigned will refuse it (sign it with `psgen sign` and push the .ps1).")
+    return warnings
 
 
 class Status(str, Enum):
@@ -1241,6 +1333,7 @@ def push(script: Script, hosts: Sequence[HostSpec], *, mode: str = "check",
          parallel: int = 10, timeout: float = 600.0, as_file: bool = False,
          results_path: Optional[str | Path] = None, resume_path: Optional[str | Path] = None,
          junit_path: Optional[str | Path] = None,
+         on_begin: Optional[Callable[[int, int], None]] = None,
          on_start: Optional[Callable[[HostSpec], None]] = None,
          on_result: Optional[Callable[[HostResult], None]] = None,
          on_notice: Optional[Callable[[str], None]] = None,
@@ -1278,6 +1371,8 @@ def push(script: Script, hosts: Sequence[HostSpec], *, mode: str = "check",
     done = {t.key.lower(): previous[t.key.lower()] for t in targets
             if t.key.lower() in previous and previous[t.key.lower()].script_started}
     todo = [t for t in targets if t.key.lower() not in done]
+    if on_begin:
+        on_begin(len(todo), len(done))
 
     tmp_path = None
     if as_file and script.local_path is None:
@@ -1523,6 +1618,14 @@ class Progress:
                                      MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
                                      transient=False)
             self._task = self._bar.add_task("pushing", total=total)
+
+    def begin(self, to_run: int, resumed: int) -> None:
+        """Called by push() once it knows how many hosts it will run."""
+        self.total = to_run
+        if resumed:
+            self.notice(f"{resumed} host(s) already done in the resume file: skipped")
+        if self._bar is not None:
+            self._bar.update(self._task, total=to_run)
 
     def __enter__(self) -> "Progress":
         if self._bar is not None:
