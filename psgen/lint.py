@@ -49,25 +49,36 @@ def _col(text_line: bytes, byte_col: int) -> int:
 
 
 def syntax_errors(text: str) -> List[Finding]:
-    """ERROR and MISSING nodes, innermost first per position, as findings (1-based)."""
+    """ERROR and MISSING nodes as findings (1-based), the most precise first.
+
+    tree-sitter wraps a broken statement in nested ERROR nodes: the innermost one with some
+    text is where the parser gave up, so it comes first; MISSING tokens come before both.
+    """
     tree = parse(text)
     if not tree.root_node.has_error:
         return []
     lines = text.encode("utf-8").split(b"\n")
-    out: List[Finding] = []
+    missing: List[Finding] = []
+    inner: List[Finding] = []
+    outer: List[Finding] = []
     for n in walk(tree.root_node):
+        row, col = n.start_point
         if n.is_missing:
-            row, col = n.start_point
-            out.append(Finding("syntax", row + 1, _col(lines[row], col),
-                               f"missing {n.type!r}"))
+            missing.append(Finding("syntax", row + 1, _col(lines[row], col),
+                                   f"missing {n.type!r}"))
         elif n.type == "ERROR":
-            row, col = n.start_point
-            snippet = n.text.decode("utf-8", "replace").splitlines()[0][:40] if n.text else ""
-            out.append(Finding("syntax", row + 1, _col(lines[row], col),
-                               f"cannot parse PowerShell near {snippet!r}"))
-    # The deepest ERROR is the most precise; report the last-starting one first.
-    out.sort(key=lambda f: (-f.line, -f.column))
-    return out
+            body = n.text.decode("utf-8", "replace") if n.text else ""
+            if not body.strip():
+                outer.append(Finding("syntax", row + 1, _col(lines[row], col),
+                                     "unexpected end of the code"))
+                continue
+            snippet = body.strip().splitlines()[0][:40]
+            nested = any(d.type == "ERROR" and d is not n and (d.text or b"").strip()
+                         for d in walk(n))
+            (outer if nested else inner).append(Finding(
+                "syntax", row + 1, _col(lines[row], col),
+                f"cannot parse PowerShell near {snippet!r}"))
+    return missing + inner + outer
 
 
 def has_here_string(text: str) -> bool:

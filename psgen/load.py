@@ -70,9 +70,13 @@ def _read_yaml(text: str, file: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         problem = (exc.problem or exc.context or "invalid YAML").strip()
         hint = "fix the YAML syntax at this position"
-        if "duplicate key" in problem or "found duplicate key" in str(exc):
-            key = str(exc).split('"')[1] if '"' in str(exc) else ""
-            problem = f"duplicate key {key!r}" if key else "duplicate key"
+        if exc.context and exc.context_mark and exc.problem and mark is exc.problem_mark:
+            problem += f" ({exc.context} on line {exc.context_mark.line + 1})"
+        if "duplicate key" in str(exc):
+            import re
+
+            found = re.search(r'duplicate key "(.*?)"', str(exc))
+            problem = f"duplicate key {found.group(1)!r}" if found else "duplicate key"
             hint = "each key may appear once per mapping; remove or merge one of them"
         elif "tab" in problem.lower():
             hint = "YAML indentation must use spaces, not tabs"
@@ -147,13 +151,39 @@ def _model_at(loc: Sequence[Any], root_cls, resource_cls=None):
     return cls
 
 
-def _describe(err: dict, root_cls, resource_cls=None) -> Tuple[str, Optional[str]]:
-    loc = [p for p in err["loc"]]
+def _where(root: Any, loc: Sequence[Any]) -> str:
+    """A human name for the place at ``loc``: "step 'winnat' with.state", "parameter 'Dns'"."""
+    parts: List[str] = []
+    i = 0
+    loc = list(loc)
+    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+        try:
+            sid = root["steps"][loc[1]].get("id")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            sid = None
+        parts.append(f"step {sid!r}" if isinstance(sid, str) else f"step {loc[1] + 1}")
+        i = 2
+    elif len(loc) >= 2 and loc[0] == "parameters":
+        parts.append(f"parameter {loc[1]!r}")
+        i = 2
+    rest = ".".join(str(p) for p in loc[i:] if not isinstance(p, int))
+    if rest:
+        parts.append(rest)
+    return " ".join(parts) or "plan"
+
+
+def _article(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def _describe(err: dict, full_loc: Sequence[Any], root: Any, root_cls,
+              resource_cls=None) -> Tuple[str, Optional[str]]:
+    loc = list(err["loc"])
     kind = err["type"]
     key = loc[-1] if loc else None
-    where = ".".join(str(p) for p in loc if not isinstance(p, int)) or "plan"
+    where = _where(root, full_loc)
     if kind == "extra_forbidden":
-        owner = _model_at(loc, root_cls, resource_cls)
+        owner = _model_at(loc, root_cls or resource_cls, resource_cls)
         allowed = _keys_of(owner) if owner else []
         close = difflib.get_close_matches(str(key), allowed, n=1)
         hint = (f"did you mean {close[0]!r}? " if close else "") + (
@@ -166,14 +196,15 @@ def _describe(err: dict, root_cls, resource_cls=None) -> Tuple[str, Optional[str
         msg = msg[len("Value error, "):]
     if kind == "literal_error" and key == "psgen":
         return "unsupported plan format version", "write 'psgen: 1' at the top of the plan"
-    if kind == "string_pattern_mismatch":
-        if key in ("id", "name"):
-            return (f"{where} {err['input']!r} is not a valid name",
-                    "use lower-case letters, digits and dashes, starting with a letter")
-        return f"{where}: {msg}", None
+    if kind == "string_pattern_mismatch" and key in ("id", "name"):
+        return (f"{'step id' if key == 'id' else 'plan name'} {err['input']!r} is not a valid name",
+                "use lower-case letters, digits and dashes, starting with a letter")
+    if kind == "too_short" and key == "steps":
+        return "a plan needs at least one step", "add a step under 'steps:'"
     if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
-        return f"{where}: {msg[0].lower() + msg[1:]}", "check the value's type against 'psgen schema'"
-    return f"{where}: {msg}", None
+        return (f"{where}: {msg[0].lower() + msg[1:]}",
+                "check the value's type against the plan format (README.md or 'psgen schema')")
+    return f"{where}: {msg}", "see the plan format in README.md, or 'psgen schema'"
 
 
 _TAG_WORDS = {"str": "a string", "int": "an integer", "bool": "true or false",
@@ -217,7 +248,7 @@ def _pydantic_problems(exc, root, file: str, prefix: Sequence[Any] = (),
             unions.setdefault(tuple(path), []).append(tags[0])
             continue
         err = dict(err, loc=tuple(path[len(prefix):]))
-        msg, hint = _describe(err, root_cls, resource_cls)
+        msg, hint = _describe(err, path, root, root_cls, resource_cls)
         line, col = _position(root, path, at_key=err["type"] == "extra_forbidden")
         if (line, col, msg) not in seen:
             seen.add((line, col, msg))
@@ -228,8 +259,7 @@ def _pydantic_problems(exc, root, file: str, prefix: Sequence[Any] = (),
             w = _TAG_WORDS.get(t, t)
             if w not in words:
                 words.append(w)
-        where = ".".join(str(p) for p in path[len(prefix) - 1 if prefix else 0:]
-                         if not isinstance(p, int)) or "value"
+        where = _where(root, path)
         line, col = _position(root, path)
         problems.append(Problem(f"{where}: expected {' or '.join(words)}", file=file,
                                 line=line, column=col,
@@ -332,7 +362,7 @@ def _check_resources(plan, root, file: str) -> List[Problem]:
             allowed = _expected_param_types(cls, path[0]) if path else set()
             if allowed and param.type not in allowed:
                 problems.append(Problem(
-                    f"parameter {name!r} is a {param.type}, but {path[0]!r} takes "
+                    f"parameter {name!r} is {_article(param.type)}, but {path[0]!r} takes "
                     f"{' or '.join(sorted(allowed))}", file=file, line=line, column=col,
                     hint=f"change the parameter's type or use another parameter"))
         step._model = model

@@ -101,7 +101,7 @@ class Parameter(Model):
             if t == "bool":
                 raise ValueError("choices do not apply to bool parameters")
             if not all(value_matches_type(c, want) for c in self.choices):
-                raise ValueError(f"every choice of a {t} parameter must be a {want}")
+                raise ValueError(f"every choice of this {t} parameter must be {'an' if want == 'int' else 'a'} {want}")
         if self.required and self.default is not None:
             raise ValueError("a required parameter cannot have a default; drop one of them")
         if self.default is not None:
@@ -113,7 +113,7 @@ class Parameter(Model):
     def check_value(self, value: Any) -> Optional[str]:
         """Why ``value`` is not acceptable for this parameter, or None when it is."""
         if not value_matches_type(value, self.type):
-            return f"expected a {self.type} value"
+            return f"expected {'an' if self.type == 'int' else 'a'} {self.type} value"
         items = value if isinstance(value, list) else [value]
         for item in items:
             if self.choices is not None and item not in self.choices:
