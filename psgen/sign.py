@@ -232,6 +232,8 @@ def _block_base64(data: bytes, layout: _Layout) -> str:
                 raise _BlockError(f"text follows the end of the signature block (line "
                                   f"{lineno + 1}); it would not be covered by the signature")
             break
+        if line == "" and k == len(lines) - 1:
+            continue                       # the file's final CRLF; the footer never came
         if not line.startswith("# "):
             what = "a line ending that is not CRLF" if ("\n" in line or "\r" in line) \
                 else f"{line[:40]!r}"
@@ -1384,8 +1386,8 @@ def _walk_chain(leaf: x509.Certificate, pool: list[x509.Certificate],
             if cur.issuer == cur.subject:
                 return (f"the chain ends at the self-signed {_subject(cur)}, which is not among "
                         f"the trusted CAs (--ca)"), path
-            return (f"the issuer of {_subject(cur)} ({name}) is neither among the trusted CAs "
-                    f"(--ca) nor in the signature"), path
+            return (f"the issuer of {_subject(cur)} ({name}) is not among the trusted CAs "
+                    f"(--ca), and the signature does not include it"), path
         if not _is_ca(issuer) and not any(_same_cert(issuer, a) for a in anchors):
             return f"{_subject(issuer)} issued {_subject(cur)} but is not a CA", path
         path.append(issuer)
