@@ -59,9 +59,18 @@ def build_plans(plans: Sequence[str], *, output: Optional[Path] = None,
             continue
     if check:
         return stale
-    for path in {p.parent for p in files}:
-        path.mkdir(parents=True, exist_ok=True)
+    for folder in sorted({p.parent for p in files}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError.single(f"cannot create the output folder {folder}: "
+                                   f"{exc.strerror or exc}",
+                                   hint="choose another output path") from None
     for path, data in files.items():
-        write_atomic(path, data)
+        try:
+            write_atomic(path, data)
+        except OSError as exc:
+            raise UserError.single(f"cannot write {path}: {exc.strerror or exc}",
+                                   hint="check the folder's permissions and free space") from None
         echo(f"wrote {path} ({len(data)} bytes)")
     return stale

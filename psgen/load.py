@@ -292,7 +292,7 @@ def _param_refs(value: Any, path: Tuple[Any, ...] = ()) -> Iterable[Tuple[Tuple[
 
     if isinstance(value, ParamRef):
         yield path, value.param
-    elif hasattr(value, "model_fields"):
+    elif hasattr(type(value), "model_fields"):
         for name, info in type(value).model_fields.items():
             yield from _param_refs(getattr(value, name), path + (info.alias or name,))
     elif isinstance(value, list):
