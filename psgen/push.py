@@ -1057,10 +1057,12 @@ def _interpret(ps: Any, mode: str, host: HostSpec) -> tuple[Status, str, dict]:
         return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
     def first_message(status: str) -> str:
-        for s in steps:
-            if s.get("status") == status and s.get("message"):
-                return f" ({s.get('id')}: {s.get('message')})"
-        return ""
+        """'id: message' of the first step with this status (and how many more there are)."""
+        hits = [s for s in steps if s.get("status") == status]
+        if not hits:
+            return ""
+        text = f"{hits[0].get('id')}" + (f": {hits[0].get('message')}" if hits[0].get("message") else "")
+        return text + (f" (and {len(hits) - 1} more)" if len(hits) > 1 else "")
 
     n = len(steps)
     if code == 0:
@@ -1072,13 +1074,16 @@ def _interpret(ps: Any, mode: str, host: HostSpec) -> tuple[Status, str, dict]:
     if code == 1:
         return Status.DRIFT, f"drift in {len(by.get('drift', []))} of {n} steps: {ids('drift')}", fields
     if code == 2:
-        return (Status.FIX_FAILED, f"fix failed and was rolled back: {ids('failed') or 'see steps'}"
-                f"{first_message('failed')}", fields)
+        return (Status.FIX_FAILED, "fix failed and was rolled back: "
+                f"{first_message('failed') or 'see the steps'}", fields)
     if code == 3:
-        return (Status.ROLLBACK_INCOMPLETE, "rollback incomplete: the host needs attention "
-                f"{first_message('failed')}".rstrip(), fields)
+        detail = first_message("failed")
+        return (Status.ROLLBACK_INCOMPLETE, "rollback incomplete, the host needs attention"
+                + (f": {detail}" if detail else ""), fields)
     if code == 4:
-        return Status.PRECONDITION_UNMET, f"a precondition is unmet, nothing changed{first_message('skipped')}", fields
+        detail = first_message("skipped")
+        return (Status.PRECONDITION_UNMET, "a precondition is unmet, nothing changed"
+                + (f": {detail}" if detail else ""), fields)
     return Status.ERROR, f"the script reported an unknown exit_code {code}", fields
 
 
@@ -1436,44 +1441,59 @@ def push(script: Script, hosts: Sequence[HostSpec], *, mode: str = "check",
         if on_result:
             on_result(r)
 
-    interrupted = False
-    interrupts = 0
+    # Ctrl-C: a SIGINT handler (main thread only) counts presses instead of raising in the middle
+    # of writing a result. Once: start no new host, let the ones in flight finish. Twice: leave.
+    interrupts = [0]
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupts[0] += 1
+        cancel.set()
+
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+        import signal
+
+        old_handler = signal.signal(signal.SIGINT, on_sigint)
+    notified = False
     try:
         while True:
             try:
-                alive = any(th.is_alive() for th in threads)
-                if not alive and out.empty():
+                if interrupts[0] >= 2:
+                    break
+                if interrupts[0] == 1 and not notified:
+                    notified = True
+                    with lock:
+                        n = len(in_flight)
+                    notice(f"interrupted: no new hosts are started; waiting for {n} host(s) in flight "
+                           "(bounded by --timeout). Press Ctrl-C again to stop waiting.")
+                if not any(th.is_alive() for th in threads) and out.empty():
                     break
                 try:
                     key, r = out.get(timeout=0.1)
                 except queue.Empty:
                     continue
                 record(key, r)
-            except KeyboardInterrupt:
-                interrupts += 1
-                interrupted = True
+            except KeyboardInterrupt:  # raised where no handler could be installed
+                interrupts[0] += 1
                 cancel.set()
-                if interrupts == 1:
-                    with lock:
-                        n = len(in_flight)
-                    notice(f"interrupted: no new hosts are started; waiting for {n} host(s) in flight "
-                           "(bounded by --timeout). Press Ctrl-C again to stop waiting.")
-                    continue
-                # second Ctrl-C: record what is in flight and leave
-                while not out.empty():
-                    record(*out.get_nowait())
-                with lock:
-                    pending = list(in_flight.items())
-                for key, (h, started) in pending:
-                    if started.is_set():
-                        record(key, HostResult(
-                            host=h.name, port=int(h.port or 0), status=Status.INTERRUPTED, mode=mode,
-                            address=h.address if h.address != h.name else None, transport=h.transport,
-                            message="interrupted by the user while the script was running on the host; "
-                                    "it may have finished or still be running (not re-run)",
-                            script_started=True, script_sha256=script.sha256, run_id=run_id))
-                break
+        if interrupts[0] >= 2:  # record what is in flight, then leave
+            while not out.empty():
+                record(*out.get_nowait())
+            with lock:
+                pending = list(in_flight.items())
+            for key, (h, started) in pending:
+                if started.is_set():
+                    record(key, HostResult(
+                        host=h.name, port=int(h.port or 0), status=Status.INTERRUPTED, mode=mode,
+                        address=h.address if h.address != h.name else None, transport=h.transport,
+                        message="interrupted by the user while the script was running on the host; "
+                                "it may have finished or still be running (not re-run)",
+                        script_started=True, script_sha256=script.sha256, run_id=run_id))
     finally:
+        if old_handler is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, old_handler)
         if writer is not None:
             writer.close()
         if tmp_path:
@@ -1489,7 +1509,7 @@ def push(script: Script, hosts: Sequence[HostSpec], *, mode: str = "check",
             results.append(collected[k])
         elif k in done:
             results.append(done[k])
-    report = PushReport(results=results, resumed=[done[k].key for k in done], interrupted=interrupted,
+    report = PushReport(results=results, resumed=[done[k].key for k in done], interrupted=interrupts[0] > 0,
                         wall_seconds=time.monotonic() - t0, script=script, mode=mode)
     if junit_path is not None:
         write_junit(report, junit_path)

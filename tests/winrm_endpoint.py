@@ -43,7 +43,8 @@ written to output (``%TEMP%`` expands to ``C:\\Users\\<user>\\AppData\\Local\\Te
 ``endpoint.requests`` (every HostRequest, in arrival order), but the handler is not called.
 
 Options: ``users`` ({name: password}, Basic auth; None accepts anyone), ``tls`` (a
-``TLSMaterial`` from ``make_tls`` for HTTPS), ``name`` (shown in ``req.endpoint``).
+``TLSMaterial`` from ``make_tls`` for HTTPS), ``name`` (shown in ``req.endpoint``), ``port``
+(0 = any free port; ``endpoint.port`` tells which).
 ``refused_port()`` returns a loopback port with nothing listening. Everything binds 127.0.0.1
 only; ``stop()`` (or leaving the ``with`` block) shuts the listener, wakes every long poll and
 handler, and closes open connections.
@@ -326,10 +327,10 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, endpoint: "WinRMEndpoint", ctx: ssl.SSLContext | None):
+    def __init__(self, endpoint: "WinRMEndpoint", ctx: ssl.SSLContext | None, port: int = 0):
         self.endpoint = endpoint
         self.ctx = ctx
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def finish_request(self, request, client_address):  # runs in the connection's thread
         conn = request
@@ -352,6 +353,7 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 60
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
     server: _Server
 
     def log_message(self, format, *args):  # noqa: A002 - keep test output clean
@@ -414,8 +416,9 @@ class WinRMEndpoint:
     """One simulated Windows host listening on 127.0.0.1 (see the module docstring)."""
 
     def __init__(self, handler: Handler, *, users: dict[str, str] | None = None,
-                 tls: TLSMaterial | None = None, name: str = "host"):
+                 tls: TLSMaterial | None = None, name: str = "host", port: int = 0):
         self.handler = handler
+        self._port = port
         self.users = users
         self.tls = tls
         self.name = name
@@ -442,7 +445,7 @@ class WinRMEndpoint:
         return self.tls is not None
 
     def start(self) -> "WinRMEndpoint":
-        self._server = _Server(self, self.tls.server_context() if self.tls else None)
+        self._server = _Server(self, self.tls.server_context() if self.tls else None, self._port)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"winrm-{self.name}", daemon=True)
         self._thread.start()
