@@ -13,6 +13,8 @@ from typing import Dict
 
 TARGETS: Dict[str, str] = {
     "script": "psgen.targets.script",
+    "intune": "psgen.targets.intune",
+    "ansible": "psgen.targets.ansible",
 }
 
 
