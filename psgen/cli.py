@@ -67,7 +67,10 @@ def build(
         "target are written next to it."),
     out_dir: Optional[Path] = typer.Option(
         None, "--out-dir", help="Write each plan's files into this folder (default: here)."),
-    target: str = typer.Option("script", "--target", help="What to build: script."),
+    target: str = typer.Option(
+        "script", "--target", help="What to build: script (NAME.ps1); intune (NAME.detect.ps1, "
+        "NAME.remediate.ps1 and NAME.intune.json, the Graph deviceHealthScript body); ansible "
+        "(playbook NAME.yml and role roles/NAME running the script with win_powershell)."),
     check: bool = typer.Option(
         False, "--check", help="Write nothing; exit 1 naming every output that is stale."),
 ) -> None:
