@@ -23,19 +23,36 @@ def plan_outputs(plans: Sequence[str], *, output: Optional[Path], out_dir: Optio
                                hint="use --out-dir DIR to build several plans")
     if output is not None and out_dir is not None:
         raise UserError.single("give either -o/--output or --out-dir, not both")
-    loaded = [load_plan(ref) for ref in plans]
+    from . import cache
+    from .load import read_plan_bytes, resolve
+
     result: Dict[Path, bytes] = {}
-    for plan in loaded:
+    problems = []
+    for ref in plans:
+        path = resolve(ref)
+        raw = read_plan_bytes(path)
+        stem = None
         if output is not None:
-            folder, stem = output.parent, (output.stem if output.suffix == ".ps1" else output.name)
-        else:
-            folder, stem = (out_dir or Path(".")), plan.name
-        for name, data in outputs(plan, target, stem=stem, **options).items():
+            stem = output.stem if output.suffix == ".ps1" else output.name
+        k = cache.key(raw, target=target, stem=stem, **options)
+        files = cache.get(k)
+        if files is None:
+            try:
+                plan = load_plan(path)
+            except UserError as exc:
+                problems.extend(exc.problems)
+                continue
+            files = outputs(plan, target, stem=stem or plan.name, **options)
+            cache.put(k, files)
+        folder = output.parent if output is not None else (out_dir or Path("."))
+        for name, data in files.items():
             path = folder / name
             if path in result:
                 raise UserError.single(f"two plans would both write {path}",
                                        hint="plan names must differ, or build them separately")
             result[path] = data
+    if problems:
+        raise UserError(problems)
     return result
 
 

@@ -116,6 +116,17 @@ def schema(
         write_atomic(output, text.encode("utf-8"))
 
 
+@app.command()
+def resources() -> None:
+    """List the resources plans can use, with their properties."""
+    from .resources import registry
+
+    for name, cls in sorted(registry().items()):
+        props = ", ".join(info.alias or f for f, info in cls.model_fields.items())
+        kind = "finding, read-only" if cls.read_only else "get/test/set/restore"
+        typer.echo(f"{name:22} {cls.summary} ({kind})\n{'':22} with: {props}")
+
+
 @app.command("list")
 def list_plans() -> None:
     """List the built-in plan catalog with titles."""

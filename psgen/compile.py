@@ -7,6 +7,7 @@ reaches PowerShell through pwsh.py; templates only place what this module prepar
 
 from __future__ import annotations
 
+import re
 import textwrap
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +31,7 @@ EXIT_MESSAGES = {
 }
 
 INDENT = "    "
+_TRAILING_SPACE = re.compile(r"[ \t]+$", re.M)
 
 
 @lru_cache(maxsize=1)
@@ -37,10 +39,12 @@ def environment():
     """The one Jinja environment, built once per process."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+    from .cache import jinja_bytecode_cache
     from .paths import templates_dir
 
     env = Environment(
         loader=FileSystemLoader(str(templates_dir())),
+        bytecode_cache=jinja_bytecode_cache(),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -215,10 +219,8 @@ def context(plan: Plan) -> Dict[str, Any]:
 def to_script_bytes(text: str) -> bytes:
     """The script contract's bytes: ASCII, CRLF line endings, one final newline, no trailing
     whitespace."""
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
-    while lines and lines[-1] == "":
-        lines.pop()
-    out = "\r\n".join(lines) + "\r\n"
+    text = _TRAILING_SPACE.sub("", text.replace("\r\n", "\n")).rstrip("\n")
+    out = text.replace("\n", "\r\n") + "\r\n"
     try:
         return out.encode("ascii")
     except UnicodeEncodeError as exc:  # a bug in psgen, not a user mistake

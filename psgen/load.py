@@ -341,7 +341,7 @@ def _check_resources(plan, root, file: str) -> List[Problem]:
             problems.append(Problem(
                 f"unknown resource {step.resource!r}", file=file, line=line, column=col,
                 hint=(f"did you mean {close[0]!r}? " if close else "")
-                + f"available resources: {', '.join(sorted(known))}"))
+                + "'psgen resources' lists every resource with its properties"))
             continue
         try:
             model = cls.model_validate(step.with_)
@@ -484,14 +484,19 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def read_plan_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError.single(f"cannot read plan: {exc.strerror}",
+                               file=display_path(path)) from None
+
+
 def load_plan(ref: str | Path):
     """Load and validate a plan by path or catalog name. Raises UserError."""
     path = resolve(str(ref))
     file = display_path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError.single(f"cannot read plan: {exc.strerror}", file=file) from None
+    raw = read_plan_bytes(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -46,6 +46,10 @@ def _char_terms(text: str) -> list[str]:
     ]
 
 
+_PLAIN_RUN = re.compile(r"[ -~]+")
+_ALL_PLAIN = re.compile(r"[ -~]*")
+
+
 def quote(text: str) -> str:
     """Return a PowerShell expression whose value is exactly ``text``, in ASCII.
 
@@ -55,18 +59,15 @@ def quote(text: str) -> str:
     """
     if not isinstance(text, str):
         raise PwshValueError(f"expected a string, got {type(text).__name__}")
+    if _ALL_PLAIN.fullmatch(text):
+        return "'" + text.replace("'", "''") + "'"
     parts: list[str] = []
-    run: list[str] = []
-    for ch in text:
-        if _is_plain(ch):
-            run.append("''" if ch == "'" else ch)
-        else:
-            if run:
-                parts.append("'" + "".join(run) + "'")
-                run = []
-            parts.extend(_char_terms(ch))
-    if run or not parts:
-        parts.append("'" + "".join(run) + "'")
+    pos = 0
+    for m in _PLAIN_RUN.finditer(text):
+        parts.extend(_char_terms(text[pos:m.start()]))
+        parts.append("'" + m.group().replace("'", "''") + "'")
+        pos = m.end()
+    parts.extend(_char_terms(text[pos:]))
     if len(parts) == 1:
         term = parts[0]
         return term if term.startswith("'") else f"[string]{term}"
@@ -157,17 +158,14 @@ def value(v: Any, indent: int = 0) -> str:
     raise PwshValueError(f"no PowerShell form for a value of type {type(v).__name__}")
 
 
+_NOT_PLAIN = re.compile(r"[^ -~]")
+
+
 def comment(text: str) -> str:
     """Text safe to place after ``#`` on one line: ASCII, no line breaks, no block terminators."""
-    out = []
-    for ch in text:
-        if ch in "\r\n\t":
-            out.append(" ")
-        elif _is_plain(ch):
-            out.append(ch)
-        else:
-            out.append("?")
-    return "".join(out).replace("#>", "# >").replace("<#", "< #")
+    text = text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    text = _NOT_PLAIN.sub("?", text)
+    return text.replace("#>", "# >").replace("<#", "< #")
 
 
 def help_text(text: str) -> str:
