@@ -27,6 +27,7 @@ Public API::
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import ipaddress
 import json
@@ -1007,6 +1008,28 @@ def _wsman(host: HostSpec, options: ConnectOptions, remaining: float):
     return host.address, kwargs
 
 
+@functools.lru_cache(maxsize=1)
+def _environment_has_proxies() -> bool:
+    import urllib.request
+
+    return bool(urllib.request.getproxies())
+
+
+def _tune_session(wsman: Any, options: ConnectOptions) -> None:
+    """Build pypsrp's requests session up front. Without proxy settings in the environment (or
+    with no_proxy) it stops requests from re-reading the environment for proxies on every request:
+    the same behaviour, less CPU per host at fan-out scale."""
+    transport = getattr(wsman, "transport", None)
+    if transport is None or getattr(transport, "session", False) is not None:
+        return
+    try:
+        transport.session = transport._build_session()
+    except AttributeError:  # another pypsrp layout: leave it to pypsrp
+        return
+    if options.no_proxy or not _environment_has_proxies():
+        transport.session.trust_env = False
+
+
 def _text_of(obj: Any) -> str:
     return obj if isinstance(obj, str) else str(obj)
 
@@ -1153,6 +1176,7 @@ def _attempt(script: Script, host: HostSpec, params: Mapping[str, Any], mode: st
             from pypsrp.wsman import WSMan
 
             wsman = WSMan(address, **kwargs)
+            _tune_session(wsman, options)
             pool = RunspacePool(wsman, configuration_name=options.configuration_name)
             pool.open()
             ps = PowerShell(pool)

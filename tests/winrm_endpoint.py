@@ -643,7 +643,7 @@ class WinRMEndpoint:
                 break
             if isinstance(event, CreatePipelineEvent):
                 pipe = shell.pipes[event.pipeline_id]
-                meta = event.pipeline
+                meta = pipe.pipeline.metadata or event.pipeline  # psrpcore already converted it
                 pipe.no_input = bool(meta.no_input)
                 pipe.commands = [self._command_call(c) for c in meta.commands]
                 if pipe.no_input:
@@ -684,16 +684,17 @@ class WinRMEndpoint:
         io = pipe.io
         assert io is not None
         error: BaseException | None = None
+        result = None
         try:
             builtin = self._builtin(req, io)
             result = builtin if builtin is not _NOT_BUILTIN else self.handler(req, io)
-            if result is not None:
-                io.output(result)
         except BaseException as exc:  # the handler's exception is the script's terminating error
             error = exc
-        with shell.cond:
+        with shell.cond:  # the last output and the final state go out together, in one Receive
             if pipe.pipeline.state == PSInvocationState.Running:
                 if error is None:
+                    if result is not None:
+                        pipe.pipeline.write_output(result)
                     pipe.pipeline.complete()
                 else:
                     record = ErrorRecord(
