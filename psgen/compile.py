@@ -7,7 +7,6 @@ reaches PowerShell through pwsh.py; templates only place what this module prepar
 
 from __future__ import annotations
 
-import re
 import textwrap
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +30,6 @@ EXIT_MESSAGES = {
 }
 
 INDENT = "    "
-_TRAILING_SPACE = re.compile(r"[ \t]+$", re.M)
 
 
 @lru_cache(maxsize=1)
@@ -219,7 +217,10 @@ def context(plan: Plan) -> Dict[str, Any]:
 def to_script_bytes(text: str) -> bytes:
     """The script contract's bytes: ASCII, CRLF line endings, one final newline, no trailing
     whitespace."""
-    text = _TRAILING_SPACE.sub("", text.replace("\r\n", "\n")).rstrip("\n")
+    text = text.replace("\r\n", "\n")
+    if " \n" in text or "\t\n" in text:
+        text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
+    text = text.rstrip("\n")
     out = text.replace("\n", "\r\n") + "\r\n"
     try:
         return out.encode("ascii")
