@@ -974,6 +974,11 @@ def _classify(exc: BaseException, started: bool, host: HostSpec, options: Connec
             return (Status.UNREACHABLE, f"connection refused by {where}: is WinRM listening on port "
                     f"{host.port}?", True)
         return Status.UNREACHABLE, f"cannot connect to {where}: {reason}", True
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+        if started:
+            return (Status.CONNECTION_LOST, f"the answer from {where} was cut off after the script was "
+                    f"sent ({_describe_exc(exc)}); it may have run (not re-run)", False)
+        return Status.UNREACHABLE, f"the answer from {where} was cut off: {_describe_exc(exc)}", True
     if isinstance(exc, WSManFaultError):
         code = getattr(exc, "code", None)
         reason = getattr(exc, "reason", None) or str(exc)

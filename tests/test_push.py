@@ -582,3 +582,37 @@ def test_exit_code_rules():
     for bad in ("fix_failed", "unreachable", "timeout", "auth_failed", "invalid_output",
                 "precondition_unmet", "connection_lost", "tls_error", "error", "interrupted"):
         assert P.exit_code([r("drift"), r(bad)]) == 2, bad
+
+
+def test_password_sources():
+    assert P.get_password("basic", "u", env={"PSGEN_PASSWORD": "x"}, interactive=False) == "x"
+    assert P.get_password("kerberos", "u", env={}, interactive=False) is None  # ticket cache
+    assert P.get_password("negotiate", None, env={}, interactive=False) is None  # current user
+    assert P.get_password("certificate", "u", env={"PSGEN_PASSWORD": "x"}, interactive=False) is None
+    with pytest.raises(UserError, match="PSGEN_PASSWORD"):
+        P.get_password("ntlm", "u", env={}, interactive=False)
+    assert "hunter2" not in repr(P.ConnectOptions(password="hunter2"))
+
+
+def test_live_progress_and_rich_summary_render():
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    results = [P.HostResult(host=f"h{i}", port=5986, status=P.Status(s), message=s, mode="check")
+               for i, s in enumerate(["compliant", "drift", "unreachable"])]
+    with P.Progress(3, live=True, stream=buf) as progress:
+        progress.begin(3, 1)
+        for r in results:
+            progress.result(r)
+    assert "unreachable" in buf.getvalue() and "already done" in buf.getvalue()
+    report = P.PushReport(results=results, resumed=[], interrupted=False, wall_seconds=1.0,
+                          script=P.Script(b"x", "demo", "demo.ps1"), mode="check")
+    out = io.StringIO()
+    P.render_summary(report, rich_console=Console(file=out, width=150))
+    text = out.getvalue()
+    assert "h2:5986" in text and "exit code 2" in text
+    lines = []
+    P.render_summary(report, write=lines.append)
+    assert lines[0].split()[:2] == ["HOST", "STATUS"] and lines[1].startswith("h2:5986")
