@@ -16,7 +16,8 @@ from . import __version__, pwsh
 from .errors import UserError
 from .plan import ParamRef, Plan, Step
 
-PS_TYPES = {"string": "string", "int": "int", "bool": "bool", "string[]": "string[]"}
+# A plan's bool is a switch: powershell.exe -File cannot bind $true to a [bool] parameter.
+PS_TYPES = {"string": "string", "int": "int", "bool": "switch", "string[]": "string[]"}
 
 EXIT_MESSAGES = {
     "0": "Done: everything is as it should be.",
@@ -99,7 +100,7 @@ def _parameter_context(name: str, p) -> Dict[str, Any]:
         attrs.append(f"[ValidateRange({lo}, {hi})]")
     if p.required and p.type in ("string", "string[]"):
         attrs.append("[ValidateNotNullOrEmpty()]")
-    default_ps = None if p.default is None else pwsh.value(p.default)
+    default_ps = None if p.default is None or p.type == "bool" else pwsh.value(p.default)
     if p.default is None:
         default_text = ""
     elif isinstance(p.default, list):

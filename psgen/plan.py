@@ -102,6 +102,12 @@ class Parameter(Model):
                 raise ValueError("choices do not apply to bool parameters")
             if not all(value_matches_type(c, want) for c in self.choices):
                 raise ValueError(f"every choice of this {t} parameter must be {'an' if want == 'int' else 'a'} {want}")
+        if t == "bool" and (self.default is True or self.required):
+            raise ValueError(
+                "a bool parameter becomes a PowerShell switch, which is off unless given "
+                "(Windows PowerShell 5.1 cannot pass $true to a [bool] parameter with -File); "
+                "name it for the non-default behaviour, e.g. SkipRestart, and drop the default"
+            )
         if self.required and self.default is not None:
             raise ValueError("a required parameter cannot have a default; drop one of them")
         if self.default is not None:

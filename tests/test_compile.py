@@ -63,6 +63,7 @@ steps:
 
 def _plans():
     yield "three-steps", load(THREE_STEPS, "three-steps.yaml")
+    yield "pester-fixture", load_plan(REPO / "tests" / "pester" / "fixture.yaml")
     for name in CATALOG:
         yield name, load_plan(name)
 
@@ -122,7 +123,7 @@ def test_parameters_are_typed_and_validated(scripts):
     assert "[ValidateSet('low', 'high')]\n    [string]$Level = 'low'" in text
     assert ("[Parameter(Mandatory = $true)]\n    [ValidateNotNullOrEmpty()]\n"
             "    [string]$Token,\n") in text
-    assert "[bool]$Force = $false" in text
+    assert "[switch]$Force\n" in text  # a plan bool is a switch (5.1 -File cannot bind [bool])
 
 
 def _hash_values(text: str, key: str):
@@ -200,3 +201,11 @@ def test_explain_markdown():
     assert "- Undo: puts back the state and start type captured before the change" in md
     assert "- Runs only when: Only for the high level." in md
     assert "| `Servers` | string[] | `1.1.1.1`, `8.8.8.8` | DNS |" in md
+
+
+def test_pester_suite_parses():
+    from psgen.lint import syntax_errors
+
+    data = (REPO / "tests" / "pester" / "Psgen.Tests.ps1").read_bytes()
+    assert not re.search(rb"(?<!\r)\n", data)
+    assert syntax_errors(data.decode("ascii")) == []

@@ -86,7 +86,7 @@ param(
     [ValidateNotNullOrEmpty()]
     [string]$Token,
 
-    [bool]$Force = $false
+    [switch]$Force
 )
 
 Set-StrictMode -Version 3.0
