@@ -179,8 +179,13 @@ def test_exactly_one_summary_line_on_the_output_stream(built, name):
         # One Write-Output in the re-launch branch (then exit), one at the end.
         assert top == ["write-output", "write-output"]
         # Inside functions only the runtime's console writer uses Write-Host, and it returns
-        # before writing when $Json is set, which the Intune preamble does.
-        assert {(n, fn) for n, fn in found if fn is not None} <= {("write-host", "Write-PsgenConsole")}
+        # before writing when $Json is set, which the Intune preamble does. Verbose, debug,
+        # progress and information records are off by preference and redirected to $null.
+        quiet = {"write-verbose", "write-debug", "write-progress", "write-information"}
+        assert {(n, fn) for n, fn in found if fn is not None and n not in quiet} <= {
+            ("write-host", "Write-PsgenConsole")}
+        for pref in ("Verbose", "Progress", "Information", "Warning"):
+            assert f"\r\n${pref}Preference = 'SilentlyContinue'\r\n" in text
         console = text[text.index("function Write-PsgenConsole"):]
         assert console.index("if ($Json) {\r\n        return") < console.index("Write-Host")
         assert "\r\n$Json = $true\r\n" in text
