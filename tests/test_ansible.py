@@ -151,7 +151,7 @@ def test_plan_text_never_reaches_ansible_templating():
                 assert ("!unsafe " in line or "psgen_hosts" in line
                         or "combine(nasty_names_parameters)" in line), (fname, line)
     task = yaml_load(files["roles/nasty-names/tasks/main.yml"])[0]
-    assert task["name"] == "nasty-names: Templating {{ lookup('pipe', 'id') }} must stay text"
+    assert task["name"] == "Templating {{ lookup('pipe', 'id') }} must stay text"
     spec = yaml_load(files["roles/nasty-names/meta/argument_specs.yml"])
     options = spec["argument_specs"]["main"]["options"]["nasty_names_parameters"]["options"]
     assert options["Token"]["required"] is True

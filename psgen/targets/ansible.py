@@ -103,7 +103,7 @@ def tasks(plan: Plan, stem: str) -> str:
         "# parameters. In check mode it passes -WhatIf (the script supports ShouldProcess).",
         "# The script sets changed (a step fixed or undone), failed (exit code 2, 3 or 4) and",
         f"# result (the script's -Json document): see {v}_result.result after the run.",
-        "- name: " + unsafe(f"{plan.name}: {plan.title}"),
+        "- name: " + unsafe(plan.title),
         "  ansible.windows.win_powershell:",
         f"    path: {q(stem + '.ps1')}",
         "    parameters: \"{{ {'Mode': " + v + "_mode} | combine(" + v + "_parameters) }}\"",
