@@ -73,4 +73,5 @@ def registry() -> Dict[str, type[Resource]]:
     """All resources by name (imports the resource modules on first use)."""
     if not _REGISTRY:
         from . import generic  # noqa: F401  (registers on import)
+        from . import cowork  # noqa: F401
     return _REGISTRY
