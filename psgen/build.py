@@ -8,10 +8,22 @@ from typing import Callable, Dict, List, Optional, Sequence
 from .errors import UserError
 
 
+SIGNATURE_MARK = b"\r\n# SIG # Begin signature block\r\n"
+
+
+def unsigned(data: bytes) -> bytes:
+    """A script's bytes without its Authenticode block (``--check`` ignores signatures)."""
+    at = data.find(SIGNATURE_MARK)
+    return data if at < 0 else data[:at]
+
+
 def plan_outputs(plans: Sequence[str], *, output: Optional[Path], out_dir: Optional[Path],
-                 target: str = "script", **options) -> Dict[Path, bytes]:
+                 target: str = "script", sign: Optional[Callable[[bytes, str], bytes]] = None,
+                 **options) -> Dict[Path, bytes]:
     """Path -> bytes for every output of every plan. Raises UserError before anything is
-    written if any plan is invalid."""
+    written if any plan is invalid. ``sign(data, name)`` signs each .ps1 output (after the
+    cache: signatures are never cached); a target may then rebuild files that embed its
+    scripts through ``after_signing(files)``."""
     from .load import load_plan
     from .targets import TARGETS, outputs
 
@@ -44,6 +56,13 @@ def plan_outputs(plans: Sequence[str], *, output: Optional[Path], out_dir: Optio
                 continue
             files = outputs(plan, target, stem=stem or plan.name, **options)
             cache.put(k, files)
+        if sign is not None:
+            import importlib
+
+            files = {n: sign(d, n) if n.endswith(".ps1") else d for n, d in files.items()}
+            hook = getattr(importlib.import_module(TARGETS[target]), "after_signing", None)
+            if hook is not None:
+                files = hook(files)
         folder = output.parent if output is not None else (out_dir or Path("."))
         for name, data in files.items():
             path = folder / name
@@ -58,11 +77,16 @@ def plan_outputs(plans: Sequence[str], *, output: Optional[Path], out_dir: Optio
 
 def build_plans(plans: Sequence[str], *, output: Optional[Path] = None,
                 out_dir: Optional[Path] = None, target: str = "script", check: bool = False,
-                echo: Callable[[str], None] = print, **options) -> List[Path]:
-    """Write (or, with check, compare) all outputs. Returns the stale paths in check mode."""
+                echo: Callable[[str], None] = print,
+                sign: Optional[Callable[[bytes, str], bytes]] = None, **options) -> List[Path]:
+    """Write (or, with check, compare) all outputs. Returns the stale paths in check mode.
+
+    ``check`` compares scripts without their signature blocks, so signed committed scripts are
+    current when their content is."""
     from .util import write_atomic
 
-    files = plan_outputs(plans, output=output, out_dir=out_dir, target=target, **options)
+    files = plan_outputs(plans, output=output, out_dir=out_dir, target=target,
+                         sign=None if check else sign, **options)
     stale: List[Path] = []
     for path, data in files.items():
         if check:
@@ -70,6 +94,8 @@ def build_plans(plans: Sequence[str], *, output: Optional[Path] = None,
                 current = path.read_bytes()
             except FileNotFoundError:
                 current = None
+            if current is not None and path.suffix == ".ps1":
+                current = unsigned(current)
             if current != data:
                 stale.append(path)
                 echo(f"stale: {path}" + (" (missing)" if current is None else ""))

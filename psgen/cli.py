@@ -72,13 +72,40 @@ def build(
         "NAME.remediate.ps1 and NAME.intune.json, the Graph deviceHealthScript body); ansible "
         "(playbook NAME.yml and role roles/NAME running the script with win_powershell)."),
     check: bool = typer.Option(
-        False, "--check", help="Write nothing; exit 1 naming every output that is stale."),
+        False, "--check", help="Write nothing; exit 1 naming every output that is stale "
+        "(signature blocks are ignored)."),
+    sign: bool = typer.Option(False, "--sign", help="Sign every script written (Authenticode)."),
+    cert: Optional[Path] = typer.Option(None, "--cert", help="With --sign: PFX/PKCS#12 file, "
+                                        "or PEM/DER certificate."),
+    key: Optional[Path] = typer.Option(None, "--key", help="With --sign: private key file."),
+    chain: List[Path] = typer.Option([], "--chain", help="With --sign: intermediate CA "
+                                     "certificates to include (repeatable)."),
+    timestamp_url: Optional[str] = typer.Option(None, "--timestamp-url",
+                                                help="With --sign: RFC 3161 timestamp server."),
+    password_env: str = typer.Option("PSGEN_CERT_PASSWORD", "--password-env",
+                                     help="With --sign: environment variable holding the "
+                                     "key/PFX password (else a prompt; never argv)."),
 ) -> None:
     """Compile plans into PowerShell scripts (ASCII, CRLF, deterministic bytes)."""
     from .build import build_plans
 
+    signer_fn = None
+    if (cert is not None or key is not None) and not sign:
+        raise UserError.single("--cert/--key are for signing", hint="add --sign")
+    if sign and not check:
+        if cert is None:
+            raise UserError.single("--sign needs --cert", hint="psgen cert new makes a "
+                                   "throwaway code-signing certificate for tests")
+        from . import sign as signing
+
+        signer = signing.load_signer(cert, key, chain=chain,
+                                     password=signing.password_source(password_env))
+
+        def signer_fn(data: bytes, name: str) -> bytes:
+            return signing.sign_bytes(data, signer, timestamp_url=timestamp_url, name=name)
+
     stale = build_plans(plans, output=output, out_dir=out_dir, target=target, check=check,
-                        echo=typer.echo)
+                        echo=typer.echo, sign=signer_fn)
     if stale:
         typer.echo(f"{len(stale)} output(s) out of date: run psgen build", err=True)
         raise typer.Exit(1)

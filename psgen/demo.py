@@ -1,4 +1,5 @@
-"""`make demo`: compile the whole catalog into a folder, with an explain page per plan."""
+"""`make demo`: compile the whole catalog into a folder, signed with a throwaway certificate,
+with an explain page per plan."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
+    from . import sign as signing
     from .build import build_plans
     from .errors import UserError
     from .explain import explain_markdown
@@ -15,16 +17,26 @@ def main(argv: list[str]) -> int:
 
     out = Path(argv[0] if argv else "out")
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        # A throwaway self-signed certificate: enough to show and test signing, trusted nowhere.
+        key, cert = signing.new_self_signed("psgen demo (throwaway)")
+        signing.write_certificate_files(out / "demo-signing", key, cert, force=True)
+        signer = signing.load_signer(out / "demo-signing.pem", out / "demo-signing.key")
+
+        def sign(data: bytes, name: str) -> bytes:
+            return signing.sign_bytes(data, signer, name=name)
+
         for name, path in catalog():
             folder = out / Path(name).parent
-            build_plans([str(path)], out_dir=folder)
+            build_plans([str(path)], out_dir=folder, sign=sign)
             page = folder / f"{load_plan(path).name}.md"
             write_atomic(page, explain_markdown(load_plan(path)).encode("utf-8"))
             print(f"wrote {page}")
     except UserError as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(f"\nCatalog compiled into {out}/. Read a script, e.g.: less {out}/windows/print-spooler.ps1")
+    print(f"\nCatalog compiled into {out}/ and signed with {out}/demo-signing.pem (throwaway).")
+    print(f"Check a signature: psgen verify {out}/windows/print-spooler.ps1 --ca {out}/demo-signing.pem")
     return 0
 
 

@@ -130,3 +130,34 @@ def test_demo_compiles_catalog(tmp_path):
     assert main([str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "windows" / "print-spooler.ps1").is_file()
     assert (tmp_path / "out" / "windows" / "print-spooler.md").is_file()
+
+
+def test_build_sign_is_verified_by_osslsigncode_and_check_ignores_the_block(tmp_path):
+    import shutil
+
+    plan = tmp_path / "minimal.yaml"
+    plan.write_text(MINIMAL_PLAN)
+    assert run("cert", "new", str(tmp_path / "c"), cwd=tmp_path).returncode == 0
+    out = tmp_path / "minimal.ps1"
+    proc = run("build", str(plan), "-o", str(out), "--sign", "--cert", str(tmp_path / "c.pem"),
+               "--key", str(tmp_path / "c.key"))
+    assert proc.returncode == 0, proc.stderr
+    assert b"\r\n# SIG # Begin signature block\r\n" in out.read_bytes()
+    assert run("verify", str(out), "--ca", str(tmp_path / "c.pem")).returncode == 0
+    ossl = shutil.which("osslsigncode")
+    assert ossl, "osslsigncode is installed by make test (scripts/install-sysdeps)"
+    check = subprocess.run([ossl, "verify", "-in", str(out), "-CAfile", str(tmp_path / "c.pem")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0 and "Succeeded" in check.stdout
+    assert run("build", str(plan), "-o", str(out), "--check").returncode == 0
+    assert run("build", str(plan), "-o", str(out), "--sign").returncode == 2  # no --cert
+
+
+def test_demo_signs_what_it_builds(tmp_path):
+    from psgen.demo import main
+    from psgen.sign import load_certificates, verify_file
+
+    assert main([str(tmp_path / "out")]) == 0
+    script = tmp_path / "out" / "windows" / "print-spooler.ps1"
+    report = verify_file(script, trusted=load_certificates([tmp_path / "out" / "demo-signing.pem"]))
+    assert report.ok
