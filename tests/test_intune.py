@@ -9,6 +9,7 @@ What only Windows can show is in tests/pester/Intune.Tests.ps1 (not run here).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 
@@ -29,6 +30,11 @@ MODES = {"detect": "Check", "remediate": "Fix"}
 def built():
     """catalog name -> {file name: bytes} for the intune target."""
     return {name: outputs(load_plan(name), "intune") for name in CATALOG}
+
+
+@functools.lru_cache(maxsize=16)
+def tree(text: str):
+    return parse(text)
 
 
 def _text(node) -> str:
@@ -55,13 +61,13 @@ def _function_of(node) -> str | None:
 
 def commands(text: str):
     """(command name, enclosing function or None, node) for every command in the script."""
-    for node in walk(parse(text).root_node):
+    for node in walk(tree(text).root_node):
         if node.type == "command":
             yield _command_name(node), _function_of(node), node
 
 
 def top_level(text: str):
-    root = parse(text).root_node
+    root = tree(text).root_node
     body = next(c for c in root.children if c.type == "statement_list")
     return [s for s in body.children if s.type != "comment"]
 
@@ -130,7 +136,7 @@ def test_mode_is_fixed_and_the_script_takes_no_parameters(built, name):
     plan = load_plan(name)
     for role, mode in MODES.items():
         text = built[name][f"{plan.name}.{role}.ps1"].decode("ascii")
-        param_block = next(c for c in parse(text).root_node.children if c.type == "param_block")
+        param_block = next(c for c in tree(text).root_node.children if c.type == "param_block")
         assert re.search(r"\r\nparam\(\s*\)$", _text(param_block)), "Intune passes no parameters"
         assert f"\r\n$Mode = '{mode}'\r\n" in text
         # Plan parameters become variables holding the plan's defaults.
@@ -143,7 +149,7 @@ def test_exit_code_paths(built, name):
     stem = load_plan(name).name
     for role, mode in MODES.items():
         text = built[name][f"{stem}.{role}.ps1"].decode("ascii")
-        exits = [_text(n) for n in walk(parse(text).root_node)
+        exits = [_text(n) for n in walk(tree(text).root_node)
                  if n.type == "flow_control_statement" and _text(n).startswith("exit")]
         # The re-launch passes the 64-bit child's exit code on; the entry exits with the
         # runtime's code (0 compliant/fixed, 1 drift, 2-4 failures) or the crash code.
@@ -221,12 +227,12 @@ def test_nothing_is_written_to_the_error_stream_on_a_normal_run(built, name):
         assert sorted(_text(r.children[0]) for r in redirections) == ["2>", "3>", "4>", "5>", "6>"]
         assert any(c.type in ("catch_clauses", "catch_clause") for c in entry.children)
         # The re-launched child's stderr is dropped under 'Continue' (5.1 would throw on 'Stop').
-        relaunch = _text(top_level(text)[next(i for i, s in enumerate(top_level(text))
-                                              if s.type == "if_statement")])
+        statements = top_level(text)
+        relaunch = _text(next(s for s in statements if s.type == "if_statement"))
         assert relaunch.index("$ErrorActionPreference = 'Continue'") < relaunch.index("2> $null")
         # No throw outside a function: the runtime's throws are caught by its callers or the
         # entry's catch.
-        throws = [n for n in walk(parse(text).root_node)
+        throws = [n for n in walk(tree(text).root_node)
                   if n.type == "flow_control_statement" and _text(n).startswith("throw")]
         assert all(_function_of(t) is not None for t in throws)
 
