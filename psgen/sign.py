@@ -50,6 +50,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, Union
@@ -58,6 +59,7 @@ from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -160,11 +162,29 @@ class SpcStatementType(core.SequenceOf):
     _child_spec = core.ObjectIdentifier
 
 
+class TimeStampResp(core.Sequence):
+    """RFC 3161 TimeStampResp; asn1crypto's marks the token required, but a refusal has none."""
+    _fields = [
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
+
+
 def _der_header(tag: int, length: int) -> bytes:
     if length < 0x80:
         return bytes((tag, length))
     n = (length.bit_length() + 7) // 8
     return bytes((tag, 0x80 | n)) + length.to_bytes(n, "big")
+
+
+def _der_contents(der: bytes) -> bytes:
+    """The content octets of one DER value with a one-byte tag."""
+    n = der[1]
+    if n < 0x80:
+        return der[2:2 + n]
+    k = n & 0x7F
+    length = int.from_bytes(der[2:2 + k], "big")
+    return der[2 + k:2 + k + length]
 
 
 def _digest_algorithm(name: str) -> algos.DigestAlgorithm:
@@ -602,11 +622,10 @@ class Signer:
         self.chain = _issuer_chain(certificate, chain)
         self.check_validity()
         # Cached ASN.1 forms (signing is hot in `psgen build --sign` over a catalog).
-        self._asn1_cert = asn1_x509.Certificate.load(
-            certificate.public_bytes(serialization.Encoding.DER))
-        self._asn1_certs = [self._asn1_cert] + [
-            asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
-            for c in self.chain]
+        # DER, not shared asn1crypto objects: asn1crypto values are mutable and get re-parented
+        # when put into a structure, so each signature loads fresh (lazy, cheap) copies.
+        self._cert_ders = [c.public_bytes(serialization.Encoding.DER)
+                           for c in [certificate, *self.chain]]
 
     @property
     def subject(self) -> str:
@@ -708,8 +727,7 @@ def _signed_data(file_hash: bytes, signer: Signer, digest_name: str, *,
     idc = _indirect_data(digest_name, file_hash, guid)
     idc_der = idc.dump()
     # messageDigest covers the SpcIndirectDataContent's content octets (no SEQUENCE header).
-    header_len = len(_der_header(0x30, len(idc.contents)))
-    message_digest = hashlib.new(digest_name, idc_der[header_len:]).digest()
+    message_digest = hashlib.new(digest_name, _der_contents(idc_der)).digest()
     attrs = [
         cms.CMSAttribute({"type": "content_type", "values": [OID_SPC_INDIRECT_DATA]}),
         cms.CMSAttribute({"type": "message_digest", "values": [message_digest]}),
@@ -726,25 +744,38 @@ def _signed_data(file_hash: bytes, signer: Signer, digest_name: str, *,
     signer_info = {
         "version": "v1",
         "sid": cms.SignerIdentifier({"issuer_and_serial_number": {
-            "issuer": signer._asn1_cert.issuer,
-            "serial_number": signer._asn1_cert.serial_number}}),
+            "issuer": asn1_x509.Name.load(
+                signer.certificate.issuer.public_bytes()),
+            "serial_number": signer.certificate.serial_number}}),
         "digest_algorithm": _digest_algorithm(digest_name),
         "signed_attrs": signed_attrs,
         "signature_algorithm": _signature_algorithm(signer.key, digest_name),
         "signature": signature,
     }
+    si_der = cms.SignerInfo(signer_info).dump()
     if timestamp_url:
-        token = _request_timestamp(timestamp_url, signature, digest_name)
-        signer_info["unsigned_attrs"] = cms.CMSAttributes([cms.CMSAttribute(
-            {"type": "microsoft_time_stamp_token", "values": [token]})])
+        token_der = _request_timestamp(timestamp_url, signature, digest_name)
+        si_der = _append_unsigned_attribute(si_der, OID_RFC3161_COUNTERSIGN, token_der)
     sd = cms.SignedData({
         "version": "v1",
         "digest_algorithms": [_digest_algorithm(digest_name)],
         "encap_content_info": cms.ContentInfo.load(_encap_content_info(idc_der)),
-        "certificates": signer._asn1_certs,
-        "signer_infos": [cms.SignerInfo(signer_info)],
+        "certificates": [asn1_x509.Certificate.load(der) for der in signer._cert_ders],
+        "signer_infos": cms.SignerInfos.load(_der_header(0x31, len(si_der)) + si_der),
     })
     return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
+
+
+def _append_unsigned_attribute(si_der: bytes, oid: str, value_der: bytes) -> bytes:
+    """Add ``[1] IMPLICIT SET OF Attribute`` holding one attribute to a DER SignerInfo that has
+    none. Done on bytes: a timestamp token is already DER, and letting asn1crypto re-tag a
+    parsed token copies it recursively (seconds per signature, sometimes)."""
+    oid_der = core.ObjectIdentifier(oid).dump()
+    values = _der_header(0x31, len(value_der)) + value_der
+    attr = _der_header(0x30, len(oid_der) + len(values)) + oid_der + values
+    unsigned = _der_header(0xA1, len(attr)) + attr
+    contents = _der_contents(si_der) + unsigned
+    return _der_header(0x30, len(contents)) + contents
 
 
 def _encap_content_info(idc_der: bytes) -> bytes:
@@ -813,8 +844,8 @@ def _write_atomic(target: Path, data: bytes, *, mode_from: Path | None = None) -
 # RFC 3161 timestamps
 # --------------------------------------------------------------------------------------------
 
-def _request_timestamp(url: str, signature: bytes, digest_name: str) -> cms.ContentInfo:
-    """Ask an RFC 3161 TSA to timestamp ``signature``; return the TimeStampToken."""
+def _request_timestamp(url: str, signature: bytes, digest_name: str) -> bytes:
+    """Ask an RFC 3161 TSA to timestamp ``signature``; return the TimeStampToken (DER)."""
     if not url.lower().startswith(("http://", "https://")):
         raise UserError.single(f"timestamp URL {url!r} is not http:// or https://",
                                hint="e.g. --timestamp-url http://timestamp.digicert.com")
@@ -842,17 +873,16 @@ def _request_timestamp(url: str, signature: bytes, digest_name: str) -> cms.Cont
         raise UserError.single(f"timestamp server {url} could not be reached: {reason}",
                                hint=hint) from None
     try:
-        resp = tsp.TimeStampResp.load(body)
+        resp = TimeStampResp.load(body)
         status = resp["status"]["status"].native
         if status not in ("granted", "granted_with_mods"):
-            text = resp["status"]["status_string"].native if \
-                resp["status"]["status_string"].native else []
-            fail = resp["status"]["fail_info"].native if \
-                resp["status"]["fail_info"].native else set()
+            text = resp["status"]["status_string"].native or []
+            fail = resp["status"]["fail_info"].native or set()
             detail = "; ".join(list(text) + sorted(fail))
             raise UserError.single(f"timestamp server {url} refused the request ({status}"
                                    + (f": {detail}" if detail else "") + ")", hint=hint)
         token = resp["time_stamp_token"]
+        token_der = token.dump()
         tst = _tst_info(token)
         got = tst["message_imprint"]["hashed_message"].native
         if got != hashlib.new(tst["message_imprint"]["hash_algorithm"]["algorithm"].native,
@@ -867,7 +897,7 @@ def _request_timestamp(url: str, signature: bytes, digest_name: str) -> cms.Cont
     except (ValueError, TypeError, KeyError) as exc:
         raise UserError.single(f"timestamp server {url} sent a response that is not an RFC 3161 "
                                f"TimeStampResp ({exc})", hint=hint) from None
-    return token
+    return token_der
 
 
 def _tst_info(token: cms.ContentInfo) -> tsp.TSTInfo:
@@ -986,7 +1016,6 @@ def verify_bytes(data: bytes, *, trusted: Sequence[x509.Certificate] | None = No
     is skipped and ``Verification.trusted`` stays False.
     """
     result = Verification(name)
-    now = at or _utcnow()
 
     # 1. signature block --------------------------------------------------------------------
     if data[:2] == b"\xfe\xff":
@@ -1016,9 +1045,29 @@ def verify_bytes(data: bytes, *, trusted: Sequence[x509.Certificate] | None = No
     except _BlockError as exc:
         result._add(BLOCK, FAILED, str(exc))
         return _skip_rest(result, "no readable signature block")
+    try:
+        _verify_parsed(result, layout, parsed, list(trusted or []), at)
+    except _MALFORMED as exc:
+        # asn1crypto parses lazily: damage deep inside the structure surfaces when a check
+        # reads it. The check in progress fails with the reason; the rest are not checked.
+        done = {c.name for c in result.checks}
+        current = next(name for name in CHECKS if name not in done)
+        result._add(current, FAILED, f"the signature's data is malformed here ({exc})")
+        _skip_rest(result, f"not checked: the {current} check found malformed data")
+    return result
+
+
+_MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+              x509.InvalidVersion,
+              UnsupportedAlgorithm)
+
+
+def _verify_parsed(result: Verification, layout: _Layout, parsed: tuple,
+                   anchors: list[x509.Certificate], at: _dt.datetime | None) -> None:
     sd, si, idc_octets, idc = parsed
+    now = at or _utcnow()
     certs = [c.chosen for c in sd["certificates"] if c.name == "certificate"] \
-        if sd["certificates"].native is not None else []
+        if not isinstance(sd["certificates"], core.Void) else []
     result._add(BLOCK, OK, f"PKCS#7 SignedData with one signer and {len(certs)} "
                            f"certificate{'s' if len(certs) != 1 else ''} (line "
                            f"{layout.header_line})")
@@ -1103,7 +1152,6 @@ def verify_bytes(data: bytes, *, trusted: Sequence[x509.Certificate] | None = No
                                            f"signature by {result.signer} verifies")
 
     pool = [c for c in (_to_x509(c) for c in certs) if c is not None]
-    anchors = list(trusted or [])
 
     # 6. timestamp --------------------------------------------------------------------------
     stamp_time = None
@@ -1139,7 +1187,6 @@ def verify_bytes(data: bytes, *, trusted: Sequence[x509.Certificate] | None = No
             result._add(CHAIN, OK, " -> ".join(_subject(c) for c in path)
                         + f" (trusted CA); valid at {label} ({_fmt_time(when)}); Code Signing "
                           f"EKU")
-    return result
 
 
 def _parse_signed_data(der: bytes):
@@ -1161,14 +1208,22 @@ def _parse_signed_data(der: bytes):
         # SEQUENCE header. Taken before .parse(), which rebinds .contents.
         idc_octets = bytes(idc_any.contents)
         idc = idc_any.parse(SpcIndirectDataContent)
-        idc.native  # noqa: B018 - force a full parse so damage shows up here
+        _ = idc["data"]["type"].dotted, idc["message_digest"]["digest"].native
         signer_infos = sd["signer_infos"]
         if len(signer_infos) != 1:
             raise _BlockError(f"the SignedData has {len(signer_infos)} signers; Authenticode "
                               f"requires exactly one")
         si = signer_infos[0]
-        si.native  # noqa: B018
-        sd["certificates"].native  # noqa: B018
+        if si["version"].native != "v1":
+            raise _BlockError(f"SignerInfo version is {si['version'].native}; Authenticode uses "
+                              f"version 1")
+        si_alg = si["digest_algorithm"]["algorithm"].native
+        listed = [a["algorithm"].native for a in sd["digest_algorithms"]]
+        if si_alg not in listed:
+            raise _BlockError(f"the signer's digest {si_alg} is not among the SignedData's "
+                              f"digest algorithms ({', '.join(listed) or 'none'})")
+        _ = si["signature"].native
+        _ = [c.name for c in sd["certificates"]]
     except _BlockError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
@@ -1179,7 +1234,7 @@ def _parse_signed_data(der: bytes):
 
 def _signed_attributes(si: cms.SignerInfo) -> cms.CMSAttributes | None:
     attrs = si["signed_attrs"]
-    return None if attrs.native is None else attrs
+    return None if isinstance(attrs, core.Void) else attrs
 
 
 def _attr_values(attrs: cms.CMSAttributes, type_name: str) -> list:
@@ -1223,8 +1278,10 @@ def _to_x509(cert: asn1_x509.Certificate | None) -> x509.Certificate | None:
     if cert is None:
         return None
     try:
-        return x509.load_der_x509_certificate(cert.dump())
-    except ValueError:
+        with warnings.catch_warnings():   # e.g. a damaged serial number: judged elsewhere
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            return x509.load_der_x509_certificate(cert.dump())
+    except (ValueError, x509.InvalidVersion):
         return None
 
 
@@ -1253,8 +1310,11 @@ def _verify_signer_info(si: cms.SignerInfo, cert: x509.Certificate, digest_name:
     contents = si["signed_attrs"].contents
     to_verify = _der_header(0x31, len(contents)) + contents
     sig_alg = si["signature_algorithm"]["algorithm"].native
-    problem = _verify_raw(cert.public_key(), si["signature"].native, to_verify, sig_alg,
-                          digest_name)
+    try:
+        public_key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        return f"the public key of {_subject(cert)} cannot be used ({exc})"
+    problem = _verify_raw(public_key, si["signature"].native, to_verify, sig_alg, digest_name)
     if problem == "invalid":
         return (f"the signature over the signed attributes does not verify with the public key "
                 f"of {_subject(cert)}: the signature or its attributes were altered, or another "
@@ -1264,7 +1324,7 @@ def _verify_signer_info(si: cms.SignerInfo, cert: x509.Certificate, digest_name:
 
 def _timestamp_tokens(si: cms.SignerInfo) -> list | None:
     unsigned = si["unsigned_attrs"]
-    if unsigned.native is None:
+    if isinstance(unsigned, core.Void):
         return None
     tokens = []
     for a in unsigned:
@@ -1293,7 +1353,7 @@ def _verify_timestamp(tokens: list, signature: bytes, anchors: list[x509.Certifi
             return False, "the timestamp token must have exactly one signer", None
         tsi = sd["signer_infos"][0]
         certs = [c.chosen for c in sd["certificates"] if c.name == "certificate"] \
-            if sd["certificates"].native is not None else []
+            if not isinstance(sd["certificates"], core.Void) else []
         tsa_cert = _to_x509(_find_cert(tsi["sid"], certs))
         if tsa_cert is None:
             tsa_cert = next((a for a in anchors if _find_cert(
@@ -1325,7 +1385,8 @@ def _verify_timestamp(tokens: list, signature: bytes, anchors: list[x509.Certifi
                       f"the timestamp authority was not checked: no --ca)"), gen_time
     pool = [c for c in (_to_x509(c) for c in certs) if c is not None]
     problem, path = _walk_chain(tsa_cert, pool, anchors, gen_time,
-                                ExtendedKeyUsageOID.TIME_STAMPING.dotted_string, "Time Stamping")
+                                ExtendedKeyUsageOID.TIME_STAMPING.dotted_string, "Time Stamping",
+                                "the timestamp")
     if problem:
         return False, f"timestamp authority: {problem}", None
     return True, (f"RFC 3161 timestamp {_fmt_time(gen_time)} by {tsa}, chain "
@@ -1357,7 +1418,8 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 def _walk_chain(leaf: x509.Certificate, pool: list[x509.Certificate],
                 anchors: list[x509.Certificate], when: _dt.datetime, eku_oid: str,
-                eku_label: str) -> tuple[str | None, list[x509.Certificate]]:
+                eku_label: str, container: str = "the signature"
+                ) -> tuple[str | None, list[x509.Certificate]]:
     """Issuer walk from ``leaf`` to one of ``anchors``; a reason in words, or None, and the path."""
     path = [leaf]
     cur = leaf
@@ -1387,7 +1449,7 @@ def _walk_chain(leaf: x509.Certificate, pool: list[x509.Certificate],
                 return (f"the chain ends at the self-signed {_subject(cur)}, which is not among "
                         f"the trusted CAs (--ca)"), path
             return (f"the issuer of {_subject(cur)} ({name}) is not among the trusted CAs "
-                    f"(--ca), and the signature does not include it"), path
+                    f"(--ca), and {container} does not include it"), path
         if not _is_ca(issuer) and not any(_same_cert(issuer, a) for a in anchors):
             return f"{_subject(issuer)} issued {_subject(cur)} but is not a CA", path
         path.append(issuer)

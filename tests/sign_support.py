@@ -260,7 +260,7 @@ class LoopbackTSA:
     def respond(self, request_der: bytes) -> bytes:
         req = tsp.TimeStampReq.load(request_der)
         if self.mode == "reject":
-            return tsp.TimeStampResp({"status": {
+            return S.TimeStampResp({"status": {
                 "status": "rejection", "status_string": ["policy says no"],
                 "fail_info": {"bad_request"}}}).dump()
         imprint = req["message_imprint"]
