@@ -85,9 +85,19 @@ def build(
     password_env: str = typer.Option("PSGEN_CERT_PASSWORD", "--password-env",
                                      help="With --sign: environment variable holding the "
                                      "key/PFX password (else a prompt; never argv)."),
+    launcher: bool = typer.Option(
+        False, "--launcher", help="With --target script: also write NAME.cmd, a double-click "
+        "launcher (Windows PowerShell, elevation when the plan needs admin, pause at the end)."),
 ) -> None:
     """Compile plans into PowerShell scripts (ASCII, CRLF, deterministic bytes)."""
     from .build import build_plans
+
+    options = {}
+    if launcher:
+        if target != "script":
+            raise UserError.single("--launcher goes with --target script",
+                                   hint="drop --launcher, or build the script target")
+        options["launcher"] = True
 
     signer_fn = None
     if (cert is not None or key is not None) and not sign:
@@ -105,7 +115,7 @@ def build(
             return signing.sign_bytes(data, signer, timestamp_url=timestamp_url, name=name)
 
     stale = build_plans(plans, output=output, out_dir=out_dir, target=target, check=check,
-                        echo=typer.echo, sign=signer_fn)
+                        echo=typer.echo, sign=signer_fn, **options)
     if stale:
         typer.echo(f"{len(stale)} output(s) out of date: run psgen build", err=True)
         raise typer.Exit(1)
