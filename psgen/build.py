@@ -87,6 +87,11 @@ def build_plans(plans: Sequence[str], *, output: Optional[Path] = None,
 
     files = plan_outputs(plans, output=output, out_dir=out_dir, target=target,
                          sign=None if check else sign, **options)
+    import importlib
+
+    from .targets import TARGETS
+
+    check_view = getattr(importlib.import_module(TARGETS[target]), "check_view", None)
     stale: List[Path] = []
     for path, data in files.items():
         if check:
@@ -96,6 +101,8 @@ def build_plans(plans: Sequence[str], *, output: Optional[Path] = None,
                 current = None
             if current is not None and path.suffix == ".ps1":
                 current = unsigned(current)
+            elif current is not None and check_view is not None:
+                current = check_view(path.name, current)  # e.g. NAME.intune.json embeds scripts
             if current != data:
                 stale.append(path)
                 echo(f"stale: {path}" + (" (missing)" if current is None else ""))

@@ -411,25 +411,46 @@ def test_graph_device_health_script_body(built, name):
     files[f"{plan.name}.intune.json"].decode("ascii")
 
 
-def test_signed_build_sets_enforce_signature_check_and_verifies():
+def test_build_sign_embeds_the_signed_scripts_and_enforces_the_check(tmp_path):
+    """psgen build --target intune --sign: both scripts signed (still ASCII, CRLF, no BOM,
+    under the size limit), the Graph body carries the signed bytes and enforceSignatureCheck;
+    build --check then finds the signed outputs current."""
+    from typer.testing import CliRunner
+
     from psgen import sign
+    from psgen.cli import app
 
     key, cert = sign.new_self_signed("psgen intune test", key_type="p256", days=2)
-    signer = sign.Signer(key, cert)
-    plan = load_plan("windows/print-spooler")
-    files = outputs(plan, "intune", signer=signer)
-    body = json.loads(files["print-spooler.intune.json"])
+    paths = sign.write_certificate_files(tmp_path / "signer", key, cert)
+    pem = next(p for p in paths if str(p).endswith(".pem"))
+    key_file = next(p for p in paths if str(p).endswith(".key"))
+    out = tmp_path / "out"
+    args = ["build", "windows/print-spooler", "--target", "intune", "--out-dir", str(out)]
+    result = CliRunner().invoke(app, args + ["--sign", "--cert", str(pem), "--key", str(key_file)])
+    assert result.exit_code == 0, result.output
+    body = json.loads((out / "print-spooler.intune.json").read_bytes())
     assert body["enforceSignatureCheck"] is True
+    unsigned = outputs(load_plan("windows/print-spooler"), "intune")
     for role, field in (("detect", "detectionScriptContent"), ("remediate", "remediationScriptContent")):
-        data = files[f"print-spooler.{role}.ps1"]
+        data = (out / f"print-spooler.{role}.ps1").read_bytes()
         assert base64.b64decode(body[field]) == data
         assert b"\r\n# SIG # Begin signature block\r\n" in data
         data.decode("ascii")
         assert len(data) < 200_000 and not data.startswith(b"\xef\xbb\xbf")
         assert sign.verify_bytes(data, trusted=[cert]).ok
-        # The signed text is exactly the unsigned build plus the block.
-        unsigned = outputs(plan, "intune")[f"print-spooler.{role}.ps1"]
-        assert data.startswith(unsigned[:-2])
+        assert data.startswith(unsigned[f"print-spooler.{role}.ps1"][:-2])
+    check = CliRunner().invoke(app, args + ["--check"])
+    assert check.exit_code == 0, check.output
+    # One changed byte in an embedded script is stale again.
+    body["remediationScriptContent"] = base64.b64encode(
+        base64.b64decode(body["remediationScriptContent"]).replace(b"Fix", b"Fax", 1)).decode()
+    (out / "print-spooler.intune.json").write_text(json.dumps(body), encoding="ascii")
+    assert CliRunner().invoke(app, args + ["--check"]).exit_code == 1
+
+
+def test_after_signing_leaves_enforcement_off_when_a_script_is_unsigned():
+    files = outputs(load_plan("windows/print-spooler"), "intune")
+    assert intune.after_signing(files)["print-spooler.intune.json"] == files["print-spooler.intune.json"]
 
 
 def test_unknown_run_as_account_is_a_user_error():

@@ -3,7 +3,8 @@
 Both scripts are the compiled runtime with the Intune entry (templates/intune.ps1.j2): no
 parameters, Check or Fix mode fixed, one summary line on the output stream, nothing on the error
 stream, a sysnative re-launch from a 32-bit host. NAME.intune.json is the Microsoft Graph
-``deviceHealthScript`` body, so an admin uploads the pair with one call::
+``deviceHealthScript`` body (with ``psgen build --sign``: the signed scripts and
+enforceSignatureCheck, see :func:`after_signing`), so an admin uploads the pair with one call::
 
     POST https://graph.microsoft.com/beta/deviceManagement/deviceHealthScripts
 
@@ -156,31 +157,72 @@ def graph_body(plan: Plan, detect: bytes, remediate: bytes, *, signed: bool,
     }
 
 
-def outputs(plan: Plan, stem: str, *, signer=None, digest: str = "sha256",
-            timestamp_url: Optional[str] = None, publisher: str = "psgen",
-            run_as: str = "system", **_options) -> Dict[str, bytes]:
-    """NAME.detect.ps1, NAME.remediate.ps1 and NAME.intune.json.
+def _check_size(name: str, data: bytes, source: Optional[str] = None) -> None:
+    if not 1 <= len(data) <= MAX_SCRIPT_BYTES:
+        raise UserError.single(
+            f"{name} is {len(data):,} bytes; Intune accepts at most {MAX_SCRIPT_BYTES:,}",
+            file=source, hint="split the plan into smaller plans, or shorten its inline PowerShell")
 
-    ``signer`` (a psgen.sign.Signer) signs both scripts; the Graph body then asks Intune to
-    enforce the signature check.
-    """
+
+def outputs(plan: Plan, stem: str, *, publisher: str = "psgen", run_as: str = "system",
+            **_options) -> Dict[str, bytes]:
+    """NAME.detect.ps1, NAME.remediate.ps1 and NAME.intune.json (unsigned; ``psgen build
+    --sign`` signs the scripts and then calls :func:`after_signing`)."""
     if run_as not in ("system", "user"):
         raise UserError.single(f"unknown Intune account {run_as!r}", hint="use system or user")
     _check_plan(plan)
     scripts: Dict[str, bytes] = {}
     for mode, role in ROLES.items():
-        data = render(plan, stem, mode)
-        if signer is not None:
-            from ..sign import sign_bytes
-
-            data = sign_bytes(data, signer, digest=digest, timestamp_url=timestamp_url)
-        if not 1 <= len(data) <= MAX_SCRIPT_BYTES:
-            raise UserError.single(
-                f"the Intune {role} script of plan {plan.name} is {len(data):,} bytes; Intune "
-                f"accepts at most {MAX_SCRIPT_BYTES:,}", file=plan.source,
-                hint="split the plan into smaller plans, or shorten its inline PowerShell")
-        scripts[f"{stem}.{role}.ps1"] = data
+        name = f"{stem}.{role}.ps1"
+        scripts[name] = render(plan, stem, mode)
+        _check_size(f"the Intune {role} script of plan {plan.name}", scripts[name], plan.source)
     body = graph_body(plan, scripts[f"{stem}.detect.ps1"], scripts[f"{stem}.remediate.ps1"],
-                      signed=signer is not None, publisher=publisher, run_as=run_as)
-    scripts[f"{stem}.intune.json"] = (json.dumps(body, indent=2, ensure_ascii=True) + "\n").encode("ascii")
+                      signed=False, publisher=publisher, run_as=run_as)
+    scripts[f"{stem}.intune.json"] = _json_bytes(body)
     return scripts
+
+
+def _json_bytes(body: Dict[str, object]) -> bytes:
+    return (json.dumps(body, indent=2, ensure_ascii=True) + "\n").encode("ascii")
+
+
+def _is_signed(data: bytes) -> bool:
+    from ..build import SIGNATURE_MARK
+
+    return SIGNATURE_MARK in data
+
+
+def after_signing(files: Dict[str, bytes]) -> Dict[str, bytes]:
+    """Called by ``psgen build --sign`` once the scripts are signed: NAME.intune.json carries
+    the signed scripts and asks Intune to enforce the signature check."""
+    out = dict(files)
+    for name, data in files.items():
+        if not name.endswith(".intune.json"):
+            continue
+        stem = name[: -len(".intune.json")]
+        detect, remediate = files[f"{stem}.detect.ps1"], files[f"{stem}.remediate.ps1"]
+        for script_name in (f"{stem}.detect.ps1", f"{stem}.remediate.ps1"):
+            _check_size(f"the signed {script_name}", files[script_name])
+        body = json.loads(data)
+        body["enforceSignatureCheck"] = _is_signed(detect) and _is_signed(remediate)
+        body["detectionScriptContent"] = base64.b64encode(detect).decode("ascii")
+        body["remediationScriptContent"] = base64.b64encode(remediate).decode("ascii")
+        out[name] = _json_bytes(body)
+    return out
+
+
+def check_view(name: str, data: bytes) -> bytes:
+    """``data`` as an unsigned build would write it, for ``psgen build --check``: a signed
+    NAME.intune.json is current when the scripts it carries are (signature blocks ignored)."""
+    if not name.endswith(".intune.json"):
+        return data
+    from ..build import unsigned
+
+    try:
+        body = json.loads(data)
+        body["enforceSignatureCheck"] = False
+        for field in ("detectionScriptContent", "remediationScriptContent"):
+            body[field] = base64.b64encode(unsigned(base64.b64decode(body[field]))).decode("ascii")
+    except (ValueError, KeyError, TypeError):
+        return data  # not what psgen writes: stale
+    return _json_bytes(body)

@@ -889,7 +889,12 @@ function ConvertTo-PsgenRegistryData {
     }
     switch ($Kind) {
         'DWord' {
-            return [BitConverter]::ToInt32([BitConverter]::GetBytes([uint32][int64]$Data), 0)
+            $number = [int64]$Data
+            if ($number -lt 0) {
+                # Already the signed form (as read back from the registry into a journal).
+                return [int32]$number
+            }
+            return [BitConverter]::ToInt32([BitConverter]::GetBytes([uint32]$number), 0)
         }
         'QWord' {
             return [int64]$Data
