@@ -45,11 +45,10 @@ import datetime as _dt
 import getpass
 import hashlib
 import os
+import re
 import secrets
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,10 +155,6 @@ class SpcIndirectDataContent(core.Sequence):
         ("data", SpcAttributeTypeAndOptionalValue),
         ("message_digest", DigestInfo),
     ]
-
-
-class SpcStatementType(core.SequenceOf):
-    _child_spec = core.ObjectIdentifier
 
 
 class TimeStampResp(core.Sequence):
@@ -291,6 +286,9 @@ def _first_non_ascii(text: str) -> tuple[int, int, str]:
     raise AssertionError("no non-ASCII character")
 
 
+_BAD_LINE_END = re.compile(r"\r(?!\n)|(?<!\r)\n")
+
+
 def check_signable(data: bytes, name: str | None = None) -> _Layout:
     """Refuse, as a UserError, a script Windows would not accept a signature on.
 
@@ -347,18 +345,20 @@ def check_signable(data: bytes, name: str | None = None) -> _Layout:
                 f"(PowerShell#3466)", file=name, line=lineno, column=col,
                 hint="save it as UTF-8 with BOM or UTF-16LE, or keep it ASCII: psgen's own "
                      "output is ASCII and builds non-ASCII strings with [char]0xNNNN")
-    for k, ch in enumerate(text):
-        if ch == "\n" and (k == 0 or text[k - 1] != "\r") or \
-                ch == "\r" and (k + 1 == len(text) or text[k + 1] != "\n"):
-            lineno = text.count("\n", 0, k) + 1
-            kind = "LF" if ch == "\n" else "bare CR"
-            raise UserError.single(
-                f"{label} has {kind} line endings (first at line {lineno}); Authenticode hashes "
-                f"the exact text and Windows has been reported to reject signatures on scripts "
-                f"that are not CRLF (PowerShell#3361, #25246)", file=name, line=lineno,
-                hint="convert it to CRLF (e.g. unix2dos) and mark '*.ps1 -text' in "
-                     ".gitattributes so Git keeps the bytes; psgen build always writes ASCII "
-                     "with CRLF line endings")
+    crlf = text.count("\r\n")           # fast path: every CR and LF is part of a CRLF
+    bad = None if text.count("\n") == crlf == text.count("\r") else \
+        _BAD_LINE_END.search(text)
+    if bad:
+        k, ch = bad.start(), bad.group()
+        lineno = text.count("\n", 0, k) + 1
+        kind = "LF" if ch == "\n" else "bare CR"
+        raise UserError.single(
+            f"{label} has {kind} line endings (first at line {lineno}); Authenticode hashes "
+            f"the exact text and Windows has been reported to reject signatures on scripts "
+            f"that are not CRLF (PowerShell#3361, #25246)", file=name, line=lineno,
+            hint="convert it to CRLF (e.g. unix2dos) and mark '*.ps1 -text' in "
+                 ".gitattributes so Git keeps the bytes; psgen build always writes ASCII "
+                 "with CRLF line endings")
     return layout
 
 
@@ -689,18 +689,54 @@ def _issuer_chain(leaf: x509.Certificate, pool: Sequence[x509.Certificate]
 # Signing
 # --------------------------------------------------------------------------------------------
 
-def _indirect_data(digest_name: str, digest: bytes, guid: bytes = PS_SIP_GUID
-                   ) -> SpcIndirectDataContent:
-    sip = SpcSipInfo({"version": 65536, "uuid": guid, "reserved1": 0, "reserved2": 0,
-                      "reserved3": 0, "reserved4": 0, "reserved5": 0})
-    return SpcIndirectDataContent({
-        "data": {"type": OID_SPC_SIPINFO, "value": core.Any.load(sip.dump())},
-        "message_digest": {"digest_algorithm": _digest_algorithm(digest_name), "digest": digest},
-    })
+# The signature is built as DER directly: its shape is fixed, and asn1crypto's object model
+# costs more than the RSA/ECDSA signature itself. asn1crypto parses it back in the tests (and
+# in verify), and osslsigncode verifies it; the constants below are encoded by asn1crypto.
+
+def _tlv(tag: int, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    return _der_header(tag, len(body)) + body
 
 
-def _attribute(oid: str, value_der: bytes) -> cms.CMSAttribute:
-    return cms.CMSAttribute({"type": oid, "values": [core.Any.load(value_der)]})
+def _der_int(n: int) -> bytes:
+    return _tlv(0x02, n.to_bytes((n.bit_length() + 8) // 8, "big", signed=True))
+
+
+def _oid(dotted: str) -> bytes:
+    return core.ObjectIdentifier(dotted).dump()
+
+
+_OID_SIGNED_DATA = _oid("1.2.840.113549.1.7.2")
+_OID_CONTENT_TYPE = _oid("1.2.840.113549.1.9.3")
+_OID_MESSAGE_DIGEST = _oid("1.2.840.113549.1.9.4")
+_OID_SIGNING_TIME = _oid("1.2.840.113549.1.9.5")
+_OID_SPC_INDIRECT_DATA = _oid(OID_SPC_INDIRECT_DATA)
+_ALGORITHM_ID = {name: _digest_algorithm(name).dump() for name in DIGESTS}
+_RSA_ENCRYPTION = algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15",
+                                               "parameters": core.Null()}).dump()
+_ECDSA_WITH = {name: algos.SignedDigestAlgorithm({"algorithm": f"{name}_ecdsa"}).dump()
+               for name in DIGESTS}
+# contentType = SpcIndirectDataContent; SpcStatementType = individual code signing;
+# SpcSpOpusInfo = {} (no program name, no URL: signtool without /d and /du).
+_ATTR_CONTENT_TYPE = _tlv(0x30, _OID_CONTENT_TYPE, _tlv(0x31, _OID_SPC_INDIRECT_DATA))
+_ATTR_STATEMENT_TYPE = _tlv(0x30, _oid(OID_SPC_STATEMENT_TYPE),
+                            _tlv(0x31, _tlv(0x30, _oid(OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE))))
+_ATTR_OPUS_INFO = _tlv(0x30, _oid(OID_SPC_SP_OPUS_INFO), _tlv(0x31, _tlv(0x30)))
+
+
+def _sip_info(guid: bytes) -> bytes:
+    """SpcAttributeTypeAndOptionalValue { SpcSipInfo OID, {65536, GUID, 0, 0, 0, 0, 0} }."""
+    return _tlv(0x30, _oid(OID_SPC_SIPINFO),
+                _tlv(0x30, _der_int(65536), _tlv(0x04, guid), *[_der_int(0)] * 5))
+
+
+_PS_SIP_INFO = _sip_info(PS_SIP_GUID)
+
+
+def _indirect_data(digest_name: str, digest: bytes, guid: bytes = PS_SIP_GUID) -> bytes:
+    """SpcIndirectDataContent DER: the SIP info and the file digest."""
+    sip = _PS_SIP_INFO if guid == PS_SIP_GUID else _sip_info(guid)
+    return _tlv(0x30, sip, _tlv(0x30, _ALGORITHM_ID[digest_name], _tlv(0x04, digest)))
 
 
 def _raw_sign(key: PrivateKey, data: bytes, digest_name: str) -> bytes:
@@ -713,78 +749,53 @@ def _raw_sign(key: PrivateKey, data: bytes, digest_name: str) -> bytes:
         return key.sign(data, ec.ECDSA(algorithm))
 
 
-def _signature_algorithm(key: PrivateKey, digest_name: str) -> algos.SignedDigestAlgorithm:
-    if isinstance(key, rsa.RSAPrivateKey):
-        # rsaEncryption with NULL parameters, as signtool and osslsigncode write it.
-        return algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15",
-                                            "parameters": core.Null()})
-    return algos.SignedDigestAlgorithm({"algorithm": f"{digest_name}_ecdsa"})
+def _signing_time(t: _dt.datetime) -> bytes:
+    t = t.astimezone(_dt.timezone.utc).replace(microsecond=0)
+    value = core.UTCTime(t) if 1950 <= t.year < 2050 else core.GeneralizedTime(t)  # RFC 5652
+    return _tlv(0x30, _OID_SIGNING_TIME, _tlv(0x31, value.dump()))
 
 
 def _signed_data(file_hash: bytes, signer: Signer, digest_name: str, *,
                  timestamp_url: str | None = None, signing_time: _dt.datetime | None = None,
                  guid: bytes = PS_SIP_GUID) -> bytes:
+    """The DER ContentInfo(SignedData) of an Authenticode signature over ``file_hash``."""
     idc = _indirect_data(digest_name, file_hash, guid)
-    idc_der = idc.dump()
     # messageDigest covers the SpcIndirectDataContent's content octets (no SEQUENCE header).
-    message_digest = hashlib.new(digest_name, _der_contents(idc_der)).digest()
-    attrs = [
-        cms.CMSAttribute({"type": "content_type", "values": [OID_SPC_INDIRECT_DATA]}),
-        cms.CMSAttribute({"type": "message_digest", "values": [message_digest]}),
-        _attribute(OID_SPC_STATEMENT_TYPE,
-                   SpcStatementType([OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE]).dump()),
-        _attribute(OID_SPC_SP_OPUS_INFO, b"\x30\x00"),    # empty SpcSpOpusInfo
-    ]
+    message_digest = hashlib.new(digest_name, _der_contents(idc)).digest()
+    attrs = [_ATTR_CONTENT_TYPE, _ATTR_STATEMENT_TYPE, _ATTR_OPUS_INFO,
+             _tlv(0x30, _OID_MESSAGE_DIGEST, _tlv(0x31, _tlv(0x04, message_digest)))]
     if signing_time is not None:
-        attrs.append(cms.CMSAttribute({"type": "signing_time",
-                                       "values": [cms.Time({"utc_time": signing_time})]}))
-    attrs.sort(key=lambda a: a.dump())           # DER: SET OF sorted by encoding
-    signed_attrs = cms.CMSAttributes(attrs)
-    signature = _raw_sign(signer.key, signed_attrs.dump(), digest_name)
-    signer_info = {
-        "version": "v1",
-        "sid": cms.SignerIdentifier({"issuer_and_serial_number": {
-            "issuer": asn1_x509.Name.load(
-                signer.certificate.issuer.public_bytes()),
-            "serial_number": signer.certificate.serial_number}}),
-        "digest_algorithm": _digest_algorithm(digest_name),
-        "signed_attrs": signed_attrs,
-        "signature_algorithm": _signature_algorithm(signer.key, digest_name),
-        "signature": signature,
-    }
-    si_der = cms.SignerInfo(signer_info).dump()
+        attrs.append(_signing_time(signing_time))
+    attrs.sort()                                   # DER: SET OF sorted by encoding
+    # The signature covers the attributes as a SET (0x31); the SignerInfo carries them [0].
+    signature = _raw_sign(signer.key, _tlv(0x31, *attrs), digest_name)
+    sig_alg = _RSA_ENCRYPTION if isinstance(signer.key, rsa.RSAPrivateKey) \
+        else _ECDSA_WITH[digest_name]
+    unsigned = b""
     if timestamp_url:
-        token_der = _request_timestamp(timestamp_url, signature, digest_name)
-        si_der = _append_unsigned_attribute(si_der, OID_RFC3161_COUNTERSIGN, token_der)
-    sd = cms.SignedData({
-        "version": "v1",
-        "digest_algorithms": [_digest_algorithm(digest_name)],
-        "encap_content_info": cms.ContentInfo.load(_encap_content_info(idc_der)),
-        "certificates": [asn1_x509.Certificate.load(der) for der in signer._cert_ders],
-        "signer_infos": cms.SignerInfos.load(_der_header(0x31, len(si_der)) + si_der),
-    })
-    return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
-
-
-def _append_unsigned_attribute(si_der: bytes, oid: str, value_der: bytes) -> bytes:
-    """Add ``[1] IMPLICIT SET OF Attribute`` holding one attribute to a DER SignerInfo that has
-    none. Done on bytes: a timestamp token is already DER, and letting asn1crypto re-tag a
-    parsed token copies it recursively (seconds per signature, sometimes)."""
-    oid_der = core.ObjectIdentifier(oid).dump()
-    values = _der_header(0x31, len(value_der)) + value_der
-    attr = _der_header(0x30, len(oid_der) + len(values)) + oid_der + values
-    unsigned = _der_header(0xA1, len(attr)) + attr
-    contents = _der_contents(si_der) + unsigned
-    return _der_header(0x30, len(contents)) + contents
-
-
-def _encap_content_info(idc_der: bytes) -> bytes:
-    """ContentInfo { SpcIndirectDataContent OID, [0] EXPLICIT content } built by hand: PKCS#7
-    v1 carries the content itself (not wrapped in an OCTET STRING as CMS does), and asn1crypto
-    does not add the explicit tag around a freshly built value of an unregistered type."""
-    oid = core.ObjectIdentifier(OID_SPC_INDIRECT_DATA).dump()
-    wrapped = _der_header(0xA0, len(idc_der)) + idc_der
-    return _der_header(0x30, len(oid) + len(wrapped)) + oid + wrapped
+        token = _request_timestamp(timestamp_url, signature, digest_name)
+        unsigned = _tlv(0xA1, _tlv(0x30, _oid(OID_RFC3161_COUNTERSIGN), _tlv(0x31, token)))
+    signer_info = _tlv(
+        0x30,
+        _der_int(1),
+        _tlv(0x30, signer.certificate.issuer.public_bytes(),
+             _der_int(signer.certificate.serial_number)),
+        _ALGORITHM_ID[digest_name],
+        _tlv(0xA0, *attrs),
+        sig_alg,
+        _tlv(0x04, signature),
+        unsigned,
+    )
+    signed_data = _tlv(
+        0x30,
+        _der_int(1),
+        _tlv(0x31, _ALGORITHM_ID[digest_name]),
+        # PKCS#7 v1 carries the content itself, [0] EXPLICIT, not in an OCTET STRING as CMS does
+        _tlv(0x30, _OID_SPC_INDIRECT_DATA, _tlv(0xA0, idc)),
+        _tlv(0xA0, *sorted(signer._cert_ders)),
+        _tlv(0x31, signer_info),
+    )
+    return _tlv(0x30, _OID_SIGNED_DATA, _tlv(0xA0, signed_data))
 
 
 def sign_bytes(data: bytes, signer: Signer, *, digest: str = "sha256",
@@ -846,6 +857,9 @@ def _write_atomic(target: Path, data: bytes, *, mode_from: Path | None = None) -
 
 def _request_timestamp(url: str, signature: bytes, digest_name: str) -> bytes:
     """Ask an RFC 3161 TSA to timestamp ``signature``; return the TimeStampToken (DER)."""
+    import urllib.error     # only here: http.client and email cost ~20 ms of import time
+    import urllib.request
+
     if not url.lower().startswith(("http://", "https://")):
         raise UserError.single(f"timestamp URL {url!r} is not http:// or https://",
                                hint="e.g. --timestamp-url http://timestamp.digicert.com")
