@@ -465,3 +465,29 @@ def test_snapshot_bytes(snapshot):
     snapshot.snapshot_dir = REPO / "tests" / "snapshots" / "intune"
     for fname, data in outputs(load_plan("windows/print-spooler"), "intune").items():
         snapshot.assert_match(data, "windows__" + fname)
+
+
+# ------------------------------------------------------------------------------ Windows suite
+
+
+@pytest.mark.parametrize("suite", ["Intune.Tests.ps1", "Ansible.Tests.ps1"])
+def test_pester_suites_parse(suite):
+    """The Windows-only suites (not run here; .github/workflows/windows.yml runs them)."""
+    data = (REPO / "tests" / "pester" / suite).read_bytes()
+    assert not re.search(rb"(?<!\r)\n", data)
+    assert lint_script(data.decode("ascii"), rules=frozenset({"syntax", "ascii", "alias",
+                                                              "trailing-whitespace"})) == []
+
+
+def test_fleet_fixture_builds_lint_clean_for_both_targets():
+    plan = load_plan(REPO / "tests" / "pester" / "fleet-fixture.yaml")
+    files = outputs(plan, "intune")
+    files.update(outputs(plan, "ansible"))
+    scripts = {n: d for n, d in files.items() if n.endswith(".ps1")}
+    assert sorted(scripts) == ["fleet-fixture.detect.ps1", "fleet-fixture.remediate.ps1",
+                               "roles/fleet-fixture/files/fleet-fixture.ps1"]
+    for name, data in scripts.items():
+        assert lint_script(data.decode("ascii")) == [], name
+    workflow = (REPO / ".github" / "workflows" / "windows.yml").read_text(encoding="utf-8")
+    assert "--target intune --out-dir out/pester-intune" in workflow
+    assert "--target ansible --out-dir out/pester-ansible" in workflow
