@@ -997,8 +997,10 @@ def _wsman(host: HostSpec, options: ConnectOptions, remaining: float):
     from pypsrp.wsman import WSMan
 
     ssl = host.transport == "https"
-    op = max(1, min(int(options.operation_timeout), math.ceil(remaining)))
-    read = options.read_timeout or (op + 10)
+    op = max(1, min(int(options.operation_timeout), int(remaining)))
+    # above the long-poll time, but a host that accepts and then says nothing must not outlive the
+    # per-host budget by much
+    read = min(options.read_timeout or (op + 10), max(op + 1, remaining + 1))
     kwargs: dict[str, Any] = dict(
         port=host.port, ssl=ssl, auth=options.auth, username=options.username,
         password=options.password, cert_validation=options.cert_validation(),

@@ -616,3 +616,22 @@ def test_live_progress_and_rich_summary_render():
     lines = []
     P.render_summary(report, write=lines.append)
     assert lines[0].split()[:2] == ["HOST", "STATUS"] and lines[1].startswith("h2:5986")
+
+
+def test_silent_host_is_unreachable_within_the_budget():
+    """A host that accepts the connection and then says nothing (a black hole after SYN-ACK)."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    try:
+        t0 = time.monotonic()
+        r = P.run_host(P.Script(b"x", "x", "x.ps1"),
+                       P.HostSpec("127.0.0.1", port=srv.getsockname()[1], transport="http"),
+                       options=options(operation_timeout=20, retries=0), timeout=1.5)
+        assert time.monotonic() - t0 < 4
+        assert r.status == P.Status.UNREACHABLE and "did not answer" in r.message
+        assert not r.script_started
+    finally:
+        srv.close()
