@@ -85,6 +85,8 @@ OID_SPC_STATEMENT_TYPE = "1.3.6.1.4.1.311.2.1.11"
 OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE = "1.3.6.1.4.1.311.2.1.21"
 OID_SPC_SP_OPUS_INFO = "1.3.6.1.4.1.311.2.1.12"
 OID_RFC3161_COUNTERSIGN = "1.3.6.1.4.1.311.3.3.1"
+OID_NESTED_SIGNATURE = "1.3.6.1.4.1.311.2.4.1"
+OID_PKCS9_COUNTERSIGNATURE = "1.2.840.113549.1.9.6"
 OID_ANY_EKU = "2.5.29.37.0"
 
 HEADER = "# SIG # Begin signature block"
@@ -1082,9 +1084,12 @@ def _verify_parsed(result: Verification, layout: _Layout, parsed: tuple,
     now = at or _utcnow()
     certs = [c.chosen for c in sd["certificates"] if c.name == "certificate"] \
         if not isinstance(sd["certificates"], core.Void) else []
+    nested = _unsigned_values(si, OID_NESTED_SIGNATURE)
     result._add(BLOCK, OK, f"PKCS#7 SignedData with one signer and {len(certs)} "
                            f"certificate{'s' if len(certs) != 1 else ''} (line "
-                           f"{layout.header_line})")
+                           f"{layout.header_line})"
+                + (f"; {len(nested)} nested signature(s) not checked (only the primary)"
+                   if nested else ""))
 
     # 2. SIP GUID ---------------------------------------------------------------------------
     data_type = idc["data"]["type"].dotted
@@ -1123,8 +1128,11 @@ def _verify_parsed(result: Verification, layout: _Layout, parsed: tuple,
         else:
             result.file_digest = computed.hex().upper()
             if computed == signed_digest:
+                caveat = _windows_caveat(layout)
                 result._add(FILE_DIGEST, OK, f"{fd_alg} {result.file_digest} matches the text "
-                                             f"before the block")
+                                             f"before the block"
+                            + (f" (note: {caveat}; Windows may still reject it)"
+                               if caveat else ""))
             else:
                 result._add(FILE_DIGEST, FAILED,
                             f"the script's {fd_alg} digest {result.file_digest} differs from the "
@@ -1170,7 +1178,11 @@ def _verify_parsed(result: Verification, layout: _Layout, parsed: tuple,
     # 6. timestamp --------------------------------------------------------------------------
     stamp_time = None
     tokens = _timestamp_tokens(si)
-    if tokens is None:
+    if tokens is None and _unsigned_values(si, OID_PKCS9_COUNTERSIGNATURE):
+        result._add(TIMESTAMP, SKIPPED, "a legacy Authenticode (PKCS#9 countersignature) "
+                                        "timestamp is present; psgen checks RFC 3161 timestamps "
+                                        "only, so validity is judged at the current time")
+    elif tokens is None:
         result._add(TIMESTAMP, SKIPPED, "not timestamped: the signature is trusted only while "
                                         "the signing certificate is valid"
                     + (f" (until {_fmt_time(signer_x509.not_valid_after_utc)})"
@@ -1336,15 +1348,24 @@ def _verify_signer_info(si: cms.SignerInfo, cert: x509.Certificate, digest_name:
     return problem
 
 
-def _timestamp_tokens(si: cms.SignerInfo) -> list | None:
+def _unsigned_values(si: cms.SignerInfo, oid: str) -> list:
     unsigned = si["unsigned_attrs"]
     if isinstance(unsigned, core.Void):
-        return None
-    tokens = []
-    for a in unsigned:
-        if a["type"].dotted == OID_RFC3161_COUNTERSIGN:
-            tokens.extend(a["values"])
-    return tokens or None
+        return []
+    return [v for a in unsigned if a["type"].dotted == oid for v in a["values"]]
+
+
+def _timestamp_tokens(si: cms.SignerInfo) -> list | None:
+    return _unsigned_values(si, OID_RFC3161_COUNTERSIGN) or None
+
+
+def _windows_caveat(layout: _Layout) -> str | None:
+    """What check_signable would refuse, as a note for a signature made by another tool."""
+    try:
+        check_signable(layout.body)
+    except UserError as exc:
+        return exc.problems[0].message.split(";")[0].replace("the script ", "the text ")
+    return None
 
 
 def _verify_timestamp(tokens: list, signature: bytes, anchors: list[x509.Certificate]

@@ -124,6 +124,24 @@ def test_signing_time_is_opt_in(P):
                           trusted=[P.root]).ok
 
 
+@pytest.mark.parametrize("kind", ["rsa", "ecdsa"])
+def test_signature_is_canonical_der(P, kind):
+    """The DER is built by hand; asn1crypto must parse it strictly and re-encode it unchanged."""
+    from asn1crypto import cms
+    when = dt.datetime(2061, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc)   # GeneralizedTime
+    for signing_time in (None, when):
+        der = der_of(S.sign_bytes(sample_script("ascii"), P.signer(kind),
+                                  signing_time=signing_time))
+        parsed = cms.ContentInfo.load(der, strict=True)
+        assert parsed.dump(force=True) == der
+        si = parsed["content"]["signer_infos"][0]
+        types = [a["type"].dotted for a in si["signed_attrs"]]
+        assert ("1.2.840.113549.1.9.5" in types) == (signing_time is not None)
+        if signing_time:
+            assert [a["values"][0].native for a in si["signed_attrs"]
+                    if a["type"].native == "signing_time"] == [when]
+
+
 def test_resigning_replaces_the_block(P):
     data = sample_script("utf8-bom")
     once = S.sign_bytes(data, P.signer("rsa"))

@@ -144,3 +144,23 @@ def test_both_reject_an_expired_signature_without_timestamp(P, files, tmp_path):
     verdict = ossl_verify(ours, files["ecdsa"][2], "-time", str(int(later.timestamp())))
     assert not verdict.ok and "certificate has expired" in verdict.output
     assert S.verify_file(ours, trusted=[P.root], at=later).failures == [S.CHAIN]
+
+
+def test_foreign_signatures_on_text_windows_rejects_get_a_note(P, files, tmp_path):
+    """osslsigncode signs LF text; psgen verifies it but says Windows may reject it."""
+    cert, key, ca = files["ecdsa"]
+    (tmp_path / "lf.ps1").write_bytes(b'Write-Output "a"\nWrite-Output "b"\n')
+    signed = ossl_sign(tmp_path / "lf.ps1", tmp_path / "lf-signed.ps1", cert, key)
+    result = S.verify_file(signed, trusted=[P.root])
+    assert result.ok
+    assert "LF line endings" in result.check(S.FILE_DIGEST).detail
+    assert "Windows may still reject it" in result.check(S.FILE_DIGEST).detail
+
+
+def test_nested_signature_is_reported(P, files, tmp_path):
+    cert, key, ca = files["ecdsa"]
+    (tmp_path / "a.ps1").write_bytes(sample_script("ascii"))
+    one = ossl_sign(tmp_path / "a.ps1", tmp_path / "one.ps1", cert, key)
+    two = ossl_sign(one, tmp_path / "two.ps1", cert, key, "-nest", "-h", "sha512")
+    result = S.verify_file(two, trusted=[P.root])
+    assert result.ok and "1 nested signature(s) not checked" in result.check(S.BLOCK).detail
