@@ -23,6 +23,7 @@ from pydantic import Field, field_validator
 
 from ..plan import ParamRef
 from . import Bool, Int, Resource, Str, StrList, register
+from . import generic as _generic  # noqa: F401  (registers first, whoever imports this module)
 
 HELPERS = "resources/cowork_helpers.ps1.j2"
 
@@ -185,6 +186,9 @@ class HnsNetworkAbsent(Resource):
     modules: ClassVar[tuple[str, ...]] = (HELPERS,)
 
     network: Str = Field(HNS_NETWORK, description="HNS network name pattern.")
+    network_type: Str = Field(
+        "NAT", description="Only networks of this HNS type ('' for any type). A network whose "
+                           "type cannot be read is left alone.")
     service: Str = Field(COWORK_SERVICE, description="Service that re-creates the network.")
     wait_seconds: Int = Field(60, description="Undo: how long to wait for the network to return.")
 
@@ -247,7 +251,7 @@ class AppClosed(Resource):
 
     name = "app_closed"
     noun = "AppClosed"
-    summary = "app closed (a gate: stops the run with a plain request, never closes the app)"
+    summary = "app closed (a gate: it stops the run and asks, never closes the app)"
     changes = "nothing: when the app is open, it stops the run and asks you to close the app"
     undo = "nothing to undo"
     modules: ClassVar[tuple[str, ...]] = (HELPERS,)
