@@ -212,7 +212,7 @@ def sign(
     problems = []
     for path in files:  # refuse everything Windows would reject before writing anything
         try:
-            signing.check_signable(signing._read(path, "script"), str(path))
+            signing.check_file(path)
         except UserError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -266,7 +266,7 @@ def cert_new(
     """Make a throwaway self-signed code-signing certificate (demos and tests only)."""
     from . import sign as signing
 
-    password = signing.password_source(password_env)(f"{name}.pfx") if pfx else None
+    password = signing.password_source(password_env, new=True)(f"{name}.pfx") if pfx else None
     key, certificate = signing.new_self_signed(subject, key_type=key_type, days=days)
     for path in signing.write_certificate_files(name, key, certificate, pfx_password=password,
                                                 force=force):

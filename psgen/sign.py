@@ -68,9 +68,9 @@ from .errors import UserError
 
 __all__ = [
     "Check", "Signer", "Verification", "DIGESTS", "KEY_TYPES", "PASSWORD_ENV",
-    "check_signable", "file_digest", "load_certificates", "load_signer", "new_self_signed",
-    "password_source", "sign_bytes", "sign_file", "thumbprint", "verify_bytes", "verify_file",
-    "write_certificate_files",
+    "check_file", "check_signable", "file_digest", "load_certificates", "load_signer",
+    "new_self_signed", "password_source", "sign_bytes", "sign_file", "thumbprint",
+    "verify_bytes", "verify_file", "write_certificate_files",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -296,7 +296,6 @@ def check_signable(data: bytes, name: str | None = None) -> _Layout:
 
     Returns the layout (encoding, text to hash, existing block) for the signer.
     """
-    label = "the script"
     if not data:
         raise UserError.single("the script is empty; there is nothing to sign", file=name,
                                hint="sign the script psgen built, not an empty file")
@@ -341,7 +340,7 @@ def check_signable(data: bytes, name: str | None = None) -> _Layout:
         if not text.startswith("\ufeff") and not text.isascii():
             lineno, col, ch = _first_non_ascii(text)
             raise UserError.single(
-                f"{label} is UTF-8 without a byte-order mark and contains non-ASCII text "
+                f"the script is UTF-8 without a byte-order mark and contains non-ASCII text "
                 f"({ch!r}, U+{ord(ch):04X}); Windows PowerShell 5.1 reads BOM-less files in the "
                 f"ANSI code page, hashes different text and reports HashMismatch "
                 f"(PowerShell#3466)", file=name, line=lineno, column=col,
@@ -355,13 +354,18 @@ def check_signable(data: bytes, name: str | None = None) -> _Layout:
         lineno = text.count("\n", 0, k) + 1
         kind = "LF" if ch == "\n" else "bare CR"
         raise UserError.single(
-            f"{label} has {kind} line endings (first at line {lineno}); Authenticode hashes "
+            f"the script has {kind} line endings (first at line {lineno}); Authenticode hashes "
             f"the exact text and Windows has been reported to reject signatures on scripts "
             f"that are not CRLF (PowerShell#3361, #25246)", file=name, line=lineno,
             hint="convert it to CRLF (e.g. unix2dos) and mark '*.ps1 -text' in "
                  ".gitattributes so Git keeps the bytes; psgen build always writes ASCII "
                  "with CRLF line endings")
     return layout
+
+
+def check_file(path: Path | str) -> None:
+    """:func:`check_signable` for a file (unreadable files are UserErrors too)."""
+    check_signable(_read(path, "script"), str(path))
 
 
 def _format_block(der: bytes, encoding: str) -> bytes:
@@ -376,22 +380,30 @@ def _format_block(der: bytes, encoding: str) -> bytes:
 # Loading keys and certificates
 # --------------------------------------------------------------------------------------------
 
-def password_source(env_var: str = PASSWORD_ENV, *, interactive: bool | None = None
-                    ) -> Callable[[str], bytes]:
+def password_source(env_var: str = PASSWORD_ENV, *, interactive: bool | None = None,
+                    new: bool = False) -> Callable[[str], bytes]:
     """A password callback for :func:`load_signer`: the environment variable, else a prompt.
 
     Passwords never come from argv. The prompt (``getpass``) is used only when stdin is a
     terminal (or ``interactive=True``); otherwise a UserError says which variable to set.
+    ``new=True`` is for a file about to be written (``psgen cert new --pfx``): the prompt asks
+    twice.
     """
     def get(what: str) -> bytes:
         value = os.environ.get(env_var)
         if value is not None:
             return value.encode("utf-8")
         tty = sys.stdin.isatty() if interactive is None else interactive
-        if tty:
+        if tty and not new:
             return getpass.getpass(f"Password for {what}: ").encode("utf-8")
+        if tty:
+            first = getpass.getpass(f"New password for {what}: ")
+            if first != getpass.getpass(f"Repeat the password for {what}: "):
+                raise UserError.single("the two passwords differ", file=what)
+            return first.encode("utf-8")
+        situation = "needs a password for the new file" if new else "is password-protected"
         raise UserError.single(
-            f"{what} is password-protected and ${env_var} is not set", file=what,
+            f"{what} {situation} and ${env_var} is not set", file=what,
             hint=f"set the environment variable {env_var} (passwords are never taken from the "
                  f"command line), or run in a terminal to be prompted")
     return get
