@@ -635,3 +635,16 @@ def test_silent_host_is_unreachable_within_the_budget():
         assert not r.script_started
     finally:
         srv.close()
+
+
+def test_resume_into_a_new_results_file_lists_every_host_once(winrm_endpoint, compiled, tmp_path):
+    script = P.script_from_plan(PLAN)
+    host = Host("compliant", compiled)
+    ep = winrm_endpoint(host, users={USER: PASSWORD})
+    hosts = [http_host(f"n{i}", ep) for i in range(3)]
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    P.push(script, hosts[:2], mode="check", options=options(), results_path=first)
+    rep = P.push(script, hosts, mode="check", options=options(), resume_path=first, results_path=second)
+    assert len(host.calls) == 3
+    assert sorted(json.loads(x)["host"] for x in second.read_text().splitlines()) == ["n0", "n1", "n2"]
+    assert len(rep.results) == 3 and len(rep.resumed) == 2
