@@ -149,10 +149,9 @@ def test_every_phase_is_present_with_the_resource_signature(name):
         if phase in ("Set", "Restore"):
             assert "[CmdletBinding(SupportsShouldProcess = $true)]" in body
     if cls.read_only:
-        # A finding never brings code that could change anything.
+        # A finding (a check-only twin too) never brings code that could change anything.
         for phase in ("Set", "Restore"):
-            assert f"{phase}-Psgen{cls.noun}" not in fns or registry().get(
-                name.removesuffix("_check")) is not None
+            assert f"{phase}-Psgen{cls.noun}" not in fns
 
 
 @pytest.mark.parametrize("name", COWORK)
@@ -242,20 +241,33 @@ def test_findings_are_read_only_and_bring_no_set_or_restore():
         assert f"Set-Psgen{cls.noun}" not in fns and f"Restore-Psgen{cls.noun}" not in fns
         template = (REPO / "templates" / cls.template()).read_text()
         assert "ShouldProcess" not in template
-    for name in ("dns_servers_check", "winnat_rule_check", "service_running_check"):
-        assert registry()[name].read_only
+    for name in ("dns_servers_check", "winnat_rule_check", "service_running_check",
+                 "session_disk_check"):
+        cls = registry()[name]
+        assert cls.read_only and ".fix." not in cls.template()
         text = resource_script(name)
         assert "Kind = 'finding'" in text and "Set = $null" in text and "Restore = $null" in text
+        # The same Get and Test as the resource it checks for.
+        base = registry()[name.replace("_check", "_reset") if name == "session_disk_check"
+                          else name.removesuffix("_check")]
+        assert base.noun == cls.noun and cls.template() in base.modules
 
 
 def _template(name: str) -> str:
     return (REPO / "templates" / "resources" / f"{name}.ps1.j2").read_text()
 
 
-def test_templates_are_ascii_and_never_download_or_write_to_the_output_stream():
+def _cowork_templates():
+    names = set(COWORK) | {"cowork_helpers"}
     for path in sorted((REPO / "templates" / "resources").glob("*.ps1.j2")):
-        if path.stem.removesuffix(".ps1") not in set(COWORK) | {"cowork_helpers"}:
-            continue
+        if path.name.split(".")[0] in names:
+            yield path
+
+
+def test_templates_are_ascii_and_never_download_or_write_to_the_output_stream():
+    paths = list(_cowork_templates())
+    assert len(paths) >= 17
+    for path in paths:
         text = path.read_text(encoding="ascii")
         for bad in ("Invoke-Expression", "Write-Host", "Write-Output", "Install-Module",
                     "Save-Module", "Invoke-WebRequest", "Invoke-RestMethod", "DownloadFile",
@@ -431,6 +443,11 @@ def test_doctor_only_checks_and_ranks_root_causes_first():
     assert ids.index("virtualization") < ids.index("winnat") < ids.index("vm-dns")
     text = plan_script("cowork/doctor").decode("ascii")
     assert "Set = 'Set-Psgen" not in text and "Kind = 'resource'" not in text
+    # No resource code that could change anything is even in the script.
+    runtime_end = text.index("# --- helpers shared by the Cowork resources")
+    for cmd, _ in commands(parse(text[runtime_end:]).root_node):
+        assert not (STATE_CHANGING.match(cmd) and cmd.lower() not in PROCESS_LOCAL), cmd
+    assert not re.search(r"function (Set|Restore)-Psgen", text)
     by_id = {s.id: s for s in plan.steps}
     for step_id, plan_name in (("winnat", "repair-network"), ("vm-dns", "repair-network"),
                                ("api-unreachable", "repair-network"),

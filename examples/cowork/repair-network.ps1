@@ -1468,6 +1468,8 @@ function Test-PsgenDnsServerList {
     return $true
 }
 
+# --- resource: dns_servers, fix and undo (set the servers; put back the captured ones) ---------
+
 function Set-PsgenDnsServerList {
     [CmdletBinding(SupportsShouldProcess = $true)]
     param(
@@ -1686,6 +1688,8 @@ function Test-PsgenWinNatRule {
     return ((ConvertTo-PsgenList -Value $State.Missing).Count -eq 0)
 }
 
+# --- resource: winnat_rule, fix and undo (create the rule; remove only what this run made) ------
+
 function Set-PsgenWinNatRule {
     [CmdletBinding(SupportsShouldProcess = $true)]
     param(
@@ -1861,6 +1865,8 @@ function Test-PsgenServiceRunning {
     }
     return $true
 }
+
+# --- resource: service_running, fix and undo (start or restart; back to running/stopped) -------
 
 function Set-PsgenServiceRunning {
     [CmdletBinding(SupportsShouldProcess = $true)]

@@ -1289,6 +1289,8 @@ function Test-PsgenSessionDiskReset {
     return ([bool]$State.DiskExists -and -not [bool]$State.SymptomAfterDisk)
 }
 
+# --- resource: session_disk_reset, fix and undo (rename to a backup, wait, put back) -----------
+
 function Set-PsgenSessionDiskReset {
     [CmdletBinding(SupportsShouldProcess = $true)]
     param(

@@ -79,18 +79,34 @@ def _regex(value: str) -> str:
     return value
 
 
+class SplitTemplate:
+    """A changing resource whose template comes in two files: ``<name>.ps1.j2`` (Get, Test and
+    their helpers) and ``<name>.fix.ps1.j2`` (Set and Restore). Its check-only twin emits only
+    the first, so a check-only script holds no code that could change anything."""
+
+    @classmethod
+    def check_template(cls) -> str:
+        return f"resources/{cls.name}.ps1.j2"
+
+    @classmethod
+    def template(cls) -> str:
+        return f"resources/{cls.name}.fix.ps1.j2"
+
+
 def check_variant(cls: type[Resource], name: str, summary: str) -> type[Resource]:
-    """Register a read-only twin of ``cls``: same template and functions, never fixes.
+    """Register a read-only twin of ``cls``: its Get and Test, never a fix.
 
     The doctor plan runs only findings; a step-level ``check_only`` in the plan language would
     make these twins unnecessary.
     """
+    check = cls.check_template()
     twin = type(cls.__name__ + "Check", (cls,), {
         "__doc__": f"Check only: {cls.__doc__}",
         "name": name,
         "summary": summary,
         "read_only": True,
-        "template": classmethod(lambda c, base=cls: base.template()),
+        "modules": tuple(m for m in cls.modules if m != check),
+        "template": classmethod(lambda c, path=check: path),
         "__module__": __name__,
     })
     return register(twin)
@@ -99,7 +115,7 @@ def check_variant(cls: type[Resource], name: str, summary: str) -> type[Resource
 # --------------------------------------------------------------------------- changing resources
 
 @register
-class DnsServers(Resource):
+class DnsServers(SplitTemplate, Resource):
     """DNS servers of the network adapters whose alias matches a pattern."""
 
     name = "dns_servers"
@@ -108,7 +124,7 @@ class DnsServers(Resource):
     changes = "sets the adapters' DNS servers and clears the DNS cache"
     undo = ("puts back each adapter's previous IPv4 and IPv6 DNS servers, or hands them back "
             "to DHCP when they came from there, and clears the DNS cache")
-    modules: ClassVar[tuple[str, ...]] = (HELPERS,)
+    modules: ClassVar[tuple[str, ...]] = (HELPERS, "resources/dns_servers.ps1.j2")
 
     interface: Str = Field(VM_ADAPTER, description="Adapter alias pattern (wildcards allowed).")
     servers: StrList = Field(
@@ -146,7 +162,7 @@ class DnsServers(Resource):
 
 
 @register
-class WinNatRule(Resource):
+class WinNatRule(SplitTemplate, Resource):
     """A WinNAT rule covering the subnet of an HNS network (read from the machine)."""
 
     name = "winnat_rule"
@@ -156,7 +172,7 @@ class WinNatRule(Resource):
                "covers an old subnet)")
     undo = ("removes only a NAT rule this run created and re-creates a rule it replaced, with "
             "its previous name and subnet")
-    modules: ClassVar[tuple[str, ...]] = (HELPERS,)
+    modules: ClassVar[tuple[str, ...]] = (HELPERS, "resources/winnat_rule.ps1.j2")
 
     hns_network: Str = Field(HNS_NETWORK, description="HNS network name pattern.")
     interface: Str = Field(
@@ -205,7 +221,7 @@ class HnsNetworkAbsent(Resource):
 
 
 @register
-class ServiceRunning(Resource):
+class ServiceRunning(SplitTemplate, Resource):
     """A service that runs, restarted after this run changed something it depends on."""
 
     name = "service_running"
@@ -213,7 +229,7 @@ class ServiceRunning(Resource):
     summary = "service running (and restarted after this run's changes)"
     changes = "starts the service, or restarts it when earlier steps of this run changed something"
     undo = "puts the service back to running or stopped, as it was before"
-    modules: ClassVar[tuple[str, ...]] = (HELPERS,)
+    modules: ClassVar[tuple[str, ...]] = (HELPERS, "resources/service_running.ps1.j2")
 
     service: Str = Field(COWORK_SERVICE, description="Service name (not the display name).")
     restart_after_changes: Bool = Field(
@@ -276,7 +292,7 @@ class AppClosed(Resource):
 
 
 @register
-class SessionDiskReset(Resource):
+class SessionDiskReset(SplitTemplate, Resource):
     """Cowork's session disk, moved aside to a backup when the logs show it broke."""
 
     name = "session_disk_reset"
@@ -288,7 +304,7 @@ class SessionDiskReset(Resource):
                "back by itself when none appears")
     undo = ("stops the service, moves a newer disk aside to NAME.<stamp>.new, renames the "
             "backup back and starts the service again")
-    modules: ClassVar[tuple[str, ...]] = (HELPERS,)
+    modules: ClassVar[tuple[str, ...]] = (HELPERS, "resources/session_disk_reset.ps1.j2")
 
     service_log: Str = Field(SERVICE_LOG, description="The service log with '[Server] Bundle:'.")
     bundles: StrList = Field(default_factory=lambda: list(BUNDLES),
@@ -505,3 +521,6 @@ WinNatRuleCheck = check_variant(
     WinNatRule, "winnat_rule_check", "WinNAT rule present for the HNS network's subnet")
 ServiceRunningCheck = check_variant(
     ServiceRunning, "service_running_check", "service installed and running")
+SessionDiskCheck = check_variant(
+    SessionDiskReset, "session_disk_check",
+    "session disk not reported broken by the logs since it was created")
