@@ -401,9 +401,9 @@ def password_source(env_var: str = PASSWORD_ENV, *, interactive: bool | None = N
             if first != getpass.getpass(f"Repeat the password for {what}: "):
                 raise UserError.single("the two passwords differ", file=what)
             return first.encode("utf-8")
-        situation = "needs a password for the new file" if new else "is password-protected"
+        situation = "the new file needs a password" if new else "this file is password-protected"
         raise UserError.single(
-            f"{what} {situation} and ${env_var} is not set", file=what,
+            f"{situation} and ${env_var} is not set", file=what,
             hint=f"set the environment variable {env_var} (passwords are never taken from the "
                  f"command line), or run in a terminal to be prompted")
     return get

@@ -506,7 +506,9 @@ def test_load_pfx_wrong_or_missing_password(pfx_files, monkeypatch):
     monkeypatch.delenv("MY_PFX_PW")
     with pytest.raises(UserError) as info:
         S.load_signer(locked, password=S.password_source("MY_PFX_PW", interactive=False))
-    assert "$MY_PFX_PW is not set" in str(info.value) and "never" in str(info.value)
+    assert "this file is password-protected and $MY_PFX_PW is not set" in str(info.value)
+    assert "never taken from the command line" in str(info.value)
+    assert info.value.problems[0].file == str(locked)
 
 
 def test_password_prompt_is_used_only_when_needed(pfx_files, monkeypatch):
