@@ -1074,7 +1074,9 @@ def verify_bytes(data: bytes, *, trusted: Sequence[x509.Certificate] | None = No
         result._add(BLOCK, FAILED, str(exc))
         return _skip_rest(result, "no readable signature block")
     try:
-        _verify_parsed(result, layout, parsed, list(trusted or []), at)
+        with warnings.catch_warnings():   # e.g. a damaged, negative serial number: the checks
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)  # judge it, in words
+            _verify_parsed(result, layout, parsed, list(trusted or []), at)
     except _MALFORMED as exc:
         # asn1crypto parses lazily: damage deep inside the structure surfaces when a check
         # reads it. The check in progress fails with the reason; the rest are not checked.
@@ -1086,8 +1088,7 @@ def verify_bytes(data: bytes, *, trusted: Sequence[x509.Certificate] | None = No
 
 
 _MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
-              x509.InvalidVersion,
-              UnsupportedAlgorithm)
+              x509.InvalidVersion, x509.DuplicateExtension, UnsupportedAlgorithm)
 
 
 def _verify_parsed(result: Verification, layout: _Layout, parsed: tuple,
@@ -1316,9 +1317,7 @@ def _to_x509(cert: asn1_x509.Certificate | None) -> x509.Certificate | None:
     if cert is None:
         return None
     try:
-        with warnings.catch_warnings():   # e.g. a damaged serial number: judged elsewhere
-            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            return x509.load_der_x509_certificate(cert.dump())
+        return x509.load_der_x509_certificate(cert.dump())
     except (ValueError, x509.InvalidVersion):
         return None
 
