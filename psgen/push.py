@@ -17,11 +17,13 @@ started and the ones in flight finish; twice: the ones in flight are recorded as
 
 Public API::
 
-    HostSpec, parse_host(spec), load_inventory(path)
-    Script, script_from_file(path), script_from_plan(ref), coerce_params(pairs, script)
-    ConnectOptions, Status, HostResult, PushReport
+    HostSpec, parse_host(spec), load_inventory(path), dedupe_hosts(hosts, transport)
+    Script, load_script(ref), script_from_file(path), script_from_plan(ref),
+        script_parameters(text), coerce_params(pairs, script)
+    ConnectOptions, build_options(...), get_password(auth, user), connection_warnings(...)
+    Status, HostResult, PushReport, exit_code(results)
     push(script, hosts, ...) -> PushReport        run_host(script, host, ...) -> HostResult
-    read_results(path), write_junit(report, path), exit_code(results), render_summary(...)
+    read_results(path), ResultsFile, write_junit(report, path), render_summary(...), Progress
 """
 
 from __future__ import annotations
