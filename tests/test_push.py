@@ -354,7 +354,7 @@ def _slow_host(delay: float):
 
 
 def test_ctrl_c_once_finishes_in_flight_then_resume_completes(winrm_endpoint, tmp_path):
-    handler, calls = _slow_host(0.3)
+    handler, calls = _slow_host(0.5)
     ep = winrm_endpoint(handler, users={USER: PASSWORD})
     hosts = [http_host(f"h{i}", ep) for i in range(6)]
     script = P.Script(b"'x'\r\n", "x", "x.ps1")
@@ -371,7 +371,7 @@ def test_ctrl_c_once_finishes_in_flight_then_resume_completes(winrm_endpoint, tm
     assert rep.interrupted and rep.exit_code == 130
     assert notes and "waiting for" in notes[0]
     done = [json.loads(x)["host"] for x in results.read_text().splitlines()]
-    assert 2 <= len(done) <= 4 and len(done) == len(set(done)) == len(rep.results)
+    assert 2 <= len(done) <= 5 and len(done) == len(set(done)) == len(rep.results)
     assert all(r.status == P.Status.COMPLIANT for r in rep.results), "in-flight hosts finished"
     rep2 = P.push(script, hosts, mode="fix", options=options(), parallel=2, resume_path=results)
     assert not rep2.interrupted and rep2.exit_code == 0
