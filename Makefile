@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.psgen-installed
 
-.PHONY: demo test bench sysdeps clean
+.PHONY: demo test bench sysdeps clean examples
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,3 +28,8 @@ bench: $(STAMP) sysdeps
 
 clean:
 	rm -rf out dist build .pytest_cache
+
+# Regenerate the committed examples (a test fails with this hint when they are stale).
+examples: $(STAMP)
+	$(PY) -m psgen build cowork/doctor cowork/repair-network cowork/reset-session-disk cowork/fix-wsl-conflict --out-dir examples/cowork --launcher
+	for p in doctor repair-network reset-session-disk fix-wsl-conflict; do $(PY) -m psgen explain cowork/$$p -o examples/cowork/$$p.md; done

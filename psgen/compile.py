@@ -33,6 +33,16 @@ EXIT_MESSAGES = {
 INDENT = "    "
 
 
+def exit_messages(plan: Plan) -> Dict[str, str]:
+    """The closing sentence for each exit code; a check-only plan cannot fix, so says so."""
+    messages = dict(EXIT_MESSAGES)
+    if not any(s.changes_state and not getattr(type(s.model), "read_only", False)
+               and not getattr(type(s.model), "gate", False) for s in plan.steps):
+        messages["1"] = ("Problems were found: see what to do above. This script only checks; "
+                         "it changed nothing.")
+    return messages
+
+
 @lru_cache(maxsize=1)
 def environment():
     """The one Jinja environment, built once per process."""
@@ -134,11 +144,12 @@ def _step_context(step: Step, indent: int) -> Dict[str, Any]:
         "Title": step.title,
         "Explain": " ".join(step.explain.split()),
         "Advice": " ".join(step.advice.split()),
+        "Next": " ".join(step.next.split()),
     }
     block = indent + 4
     if model is not None:
         cls = type(model)
-        kind = "finding" if cls.read_only else "resource"
+        kind = "gate" if cls.gate else "finding" if cls.read_only else "resource"
         table.update(
             Kind=kind,
             Target=model.target(),
@@ -197,7 +208,7 @@ def context(plan: Plan) -> Dict[str, Any]:
         "Sha256": plan.sha256,
         "PsgenVersion": __version__,
         "Requires": _requires_table(plan.requires),
-        "ExitMessages": EXIT_MESSAGES,
+        "ExitMessages": exit_messages(plan),
     }
     description = plan.description.strip() or plan.title
     lines: List[str] = []

@@ -56,6 +56,7 @@ def explain_markdown(plan: Plan) -> str:
             "undo": undo,
             "when": step.when.reason if step.when else "",
             "advice": " ".join(step.advice.split()),
+            "next": " ".join(step.next.split()),
             "references": step.references,
         })
     parameters = [

@@ -186,6 +186,8 @@ def _positional_arguments(node, source: bytes):
         if pending:
             pending = False
             continue
+        if _text(e).startswith("@") and not _text(e).startswith(("@(", "@{", "@'", '@"')):
+            continue  # splatting (@params) binds by name
         yield e
 
 

@@ -470,8 +470,10 @@ def load_text(text: str, file: str = "<plan>"):
     if problems:
         raise UserError(problems)
     plan._source = file
-    canonical = json.dumps(plan.model_dump(mode="json", by_alias=True), sort_keys=True,
-                           separators=(",", ":"))
+    # Defaults are left out so that a new optional field in a later psgen does not change the
+    # hash (and so the header) of every existing plan's script.
+    canonical = json.dumps(plan.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+                           sort_keys=True, separators=(",", ":"))
     plan._sha256 = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     return plan
 

@@ -182,6 +182,9 @@ class Step(Model):
     advice: str = Field(
         "", description="What the person should do when this cannot be fixed automatically."
     )
+    next: str = Field(
+        "", description="What the person should do after a successful fix (e.g. restart WSL)."
+    )
     references: List[str] = Field(default_factory=list)
     when: Optional[When] = None
     requires: Optional[StepRequirements] = None

@@ -209,3 +209,22 @@ def test_pester_suite_parses():
     data = (REPO / "tests" / "pester" / "Psgen.Tests.ps1").read_bytes()
     assert not re.search(rb"(?<!\r)\n", data)
     assert syntax_errors(data.decode("ascii")) == []
+
+
+def test_gates_next_and_check_only_messages():
+    doctor = load_plan("cowork/doctor")
+    repair = load_plan("cowork/repair-network")
+    doctor_text = compile_plan(doctor).decode()
+    repair_text = compile_plan(repair).decode().replace("\r\n", "\n")
+    # app_closed is a gate: Fix stops before any change (exit 4) instead of failing a step.
+    assert "Id = 'claude-closed'" in repair_text
+    gate = repair_text[repair_text.index("Id = 'claude-closed'"):]
+    assert gate.index("Kind = 'gate'") < gate.index("Id = 'vm-dns'") if "Id = 'vm-dns'" in gate else True
+    assert "if ($blocked -and $script:PsgenJournal.Count -eq 0) {" in repair_text
+    # A check-only plan does not tell the person to run Fix.
+    assert "This script only checks; it changed nothing." in doctor_text
+    assert "This script only checks" not in repair_text
+    plan = load(THREE_STEPS.replace("    explain: A folder.\n",
+                                    "    explain: A folder.\n    next: Restart WSL.\n"),
+                "three-steps.yaml")
+    assert "Next = 'Restart WSL.'" in compile_plan(plan).decode()

@@ -161,7 +161,7 @@ def test_exit_code_paths(built, name):
     plan_fn = runtime[runtime.index("function Invoke-PsgenPlan"):]
     # Check mode: drift (or a check that could not run) is exit 1; 2 and 3 only exist in Fix.
     assert "elseif ($failed -or $drift) {\r\n            $exitCode = 1" in plan_fn
-    assert "if ($failed -and $Mode -eq 'Fix') {" in plan_fn
+    assert "elseif ($blocked -or ($failed -and $Mode -eq 'Fix')) {" in plan_fn
 
 
 def test_detection_crash_does_not_trigger_remediation():

@@ -25,6 +25,7 @@ GOOD = {
         "    param()\r\n    if ($PSCmdlet.ShouldProcess('C:\\x', 'Remove')) {\r\n"
         "        Remove-Item -LiteralPath 'C:\\x'\r\n    }\r\n}\r\n"),
     "bookkeeping": "Add-Content -LiteralPath $log -Value 'x' -WhatIf:$false -Confirm:$false\r\n",
+    "splatting": "$p = @{ Path = 'C:\\' }\r\nGet-ChildItem @p -Force\r\n",
     "try": "try {\r\n    $x = 1\r\n}\r\ncatch {\r\n    $err = $_\r\n    throw $err\r\n}\r\n",
 }
 

@@ -35,6 +35,8 @@ class Resource(Model):
     changes: ClassVar[str]       # what Fix may change (for `psgen explain`)
     undo: ClassVar[str]          # how rollback undoes it
     read_only: ClassVar[bool] = False   # a finding: never changes anything
+    gate: ClassVar[bool] = False        # a condition to meet: never changes anything; when
+                                        # unmet, Fix stops before any later step (exit 4)
     modules: ClassVar[tuple[str, ...]] = ()  # helper templates it needs besides its own
 
     @classmethod

@@ -267,6 +267,7 @@ class AppClosed(Resource):
 
     name = "app_closed"
     noun = "AppClosed"
+    gate = True
     summary = "app closed (a gate: it stops the run and asks, never closes the app)"
     changes = "nothing: when the app is open, it stops the run and asks you to close the app"
     undo = "nothing to undo"
