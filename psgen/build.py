@@ -87,11 +87,13 @@ def build_plans(plans: Sequence[str], *, output: Optional[Path] = None,
 
     files = plan_outputs(plans, output=output, out_dir=out_dir, target=target,
                          sign=None if check else sign, **options)
-    import importlib
+    check_view = None
+    if check:  # the target module imports the compiler: only load it when it is needed
+        import importlib
 
-    from .targets import TARGETS
+        from .targets import TARGETS
 
-    check_view = getattr(importlib.import_module(TARGETS[target]), "check_view", None)
+        check_view = getattr(importlib.import_module(TARGETS[target]), "check_view", None)
     stale: List[Path] = []
     for path, data in files.items():
         if check:
