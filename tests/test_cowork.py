@@ -470,7 +470,7 @@ def test_reset_session_disk_and_fix_wsl_conflict_shapes():
     assert plan.parameters["WaitSeconds"].min >= 30
     plan = load_plan("cowork/fix-wsl-conflict")
     assert [s.resource for s in plan.steps] == ["app_closed", "hns_network_absent"]
-    assert "wsl --shutdown" in plan.steps[1].explain and "wsl --shutdown" in plan.steps[1].advice
+    assert "wsl --shutdown" in plan.steps[1].next and "wsl --shutdown" in plan.steps[1].advice
 
 
 # --------------------------------------------------------------------------- resource models
