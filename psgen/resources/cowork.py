@@ -114,6 +114,15 @@ def check_variant(cls: type[Resource], name: str, summary: str) -> type[Resource
 
 # --------------------------------------------------------------------------- changing resources
 
+class CoworkFinding(Resource):
+    """Base of the read-only Cowork findings: they report, never change anything."""
+
+    changes: ClassVar[str] = ""
+    undo: ClassVar[str] = ""
+    read_only: ClassVar[bool] = True
+    modules: ClassVar[tuple[str, ...]] = (HELPERS,)
+
+
 @register
 class DnsServers(SplitTemplate, Resource):
     """DNS servers of the network adapters whose alias matches a pattern."""
@@ -354,16 +363,12 @@ class SessionDiskReset(SplitTemplate, Resource):
 # --------------------------------------------------------------------------- read-only findings
 
 @register
-class LogContains(Resource):
+class LogContains(CoworkFinding):
     """A log pattern: a finding when the newest lines show it (and nothing cleared it since)."""
 
     name = "log_contains"
     noun = "LogPattern"
     summary = "log lines matching a pattern"
-    changes = ""
-    undo = ""
-    read_only = True
-    modules: ClassVar[tuple[str, ...]] = (HELPERS,)
 
     paths: StrList = Field(description="Log files (%VARIABLES% and one wildcard folder allowed).")
     pattern: str = Field(min_length=1, description="Regular expression (.NET, case-insensitive).")
@@ -389,16 +394,12 @@ class LogContains(Resource):
 
 
 @register
-class Virtualization(Resource):
+class Virtualization(CoworkFinding):
     """Windows features and the hypervisor that Cowork's VM needs."""
 
     name = "virtualization"
     noun = "VirtualizationState"
     summary = "Windows virtualization features enabled and the hypervisor running"
-    changes = ""
-    undo = ""
-    read_only = True
-    modules: ClassVar[tuple[str, ...]] = (HELPERS,)
 
     features: List[str] = Field(
         default_factory=lambda: ["VirtualMachinePlatform", "HypervisorPlatform"],
@@ -415,16 +416,12 @@ class Virtualization(Resource):
 
 
 @register
-class TunnelAdapters(Resource):
+class TunnelAdapters(CoworkFinding):
     """VPN and tunnel adapters that are up (they often capture the VM's traffic or DNS)."""
 
     name = "tunnel_adapters"
     noun = "TunnelAdapter"
     summary = "VPN or tunnel network adapters that are connected"
-    changes = ""
-    undo = ""
-    read_only = True
-    modules: ClassVar[tuple[str, ...]] = (HELPERS,)
 
     patterns: List[str] = Field(
         default_factory=lambda: [
@@ -439,16 +436,12 @@ class TunnelAdapters(Resource):
 
 
 @register
-class ProxyConfigured(Resource):
+class ProxyConfigured(CoworkFinding):
     """Proxy settings that Claude's traffic may go through (WinHTTP, the user's, variables)."""
 
     name = "proxy_configured"
     noun = "ProxySetting"
     summary = "proxy configured (WinHTTP, the user's Internet settings, HTTP(S)_PROXY variables)"
-    changes = ""
-    undo = ""
-    read_only = True
-    modules: ClassVar[tuple[str, ...]] = (HELPERS,)
 
     variables: List[str] = Field(
         default_factory=lambda: ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"],
@@ -464,16 +457,12 @@ class ProxyConfigured(Resource):
 
 
 @register
-class FreeDiskSpace(Resource):
+class FreeDiskSpace(CoworkFinding):
     """Free space on the drive that holds a folder."""
 
     name = "free_disk_space"
     noun = "FreeDiskSpace"
     summary = "free space on the drive that holds a folder"
-    changes = ""
-    undo = ""
-    read_only = True
-    modules: ClassVar[tuple[str, ...]] = (HELPERS,)
 
     path: Str = Field(r"%LOCALAPPDATA%", description="A folder on the drive to check.")
     min_gb: Int = Field(10, description="Smallest acceptable free space, in GB.")
@@ -489,16 +478,12 @@ class FreeDiskSpace(Resource):
 
 
 @register
-class VhdxAttributes(Resource):
+class VhdxAttributes(CoworkFinding):
     """VHDX files of Cowork's bundle that are compressed or encrypted (HCS refuses them)."""
 
     name = "vhdx_attributes"
     noun = "VhdxAttribute"
     summary = "compressed or encrypted virtual disks in the VM bundle"
-    changes = ""
-    undo = ""
-    read_only = True
-    modules: ClassVar[tuple[str, ...]] = (HELPERS,)
 
     service_log: Str = Field(SERVICE_LOG, description="The service log with '[Server] Bundle:'.")
     bundles: StrList = Field(default_factory=lambda: list(BUNDLES),
