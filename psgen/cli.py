@@ -307,6 +307,14 @@ def push(
     as_file: bool = typer.Option(False, "--as-file",
                                  help="Copy the script to the host and run it as a file (the host's "
                                       "execution policy checks its signature)."),
+    sign_cert: Optional[Path] = typer.Option(
+        None, "--sign-cert", help="Sign the script before pushing (PFX or PEM certificate); "
+        "with --as-file the host's execution policy then checks that signature."),
+    sign_key: Optional[Path] = typer.Option(None, "--sign-key",
+                                            help="With --sign-cert: the private key file."),
+    sign_password_env: str = typer.Option("PSGEN_CERT_PASSWORD", "--sign-password-env",
+                                          help="With --sign-cert: environment variable holding "
+                                          "the key/PFX password (else a prompt)."),
     retries: int = typer.Option(2, "--retries", min=0, max=10,
                                 help="Extra tries for failures before the script started."),
     results: Optional[Path] = typer.Option(None, "--results", metavar="FILE",
@@ -319,6 +327,17 @@ def push(
     from . import push as pushing
 
     script = pushing.load_script(target)
+    if sign_cert is not None:
+        from dataclasses import replace
+
+        from . import sign as signing
+
+        signer = signing.load_signer(sign_cert, sign_key,
+                                     password=signing.password_source(sign_password_env))
+        script = replace(script, data=signing.sign_bytes(script.data, signer, name=script.source),
+                         local_path=None)
+    elif sign_key is not None:
+        raise UserError.single("--sign-key goes with --sign-cert")
     params = pushing.coerce_params(param, script)
     hosts = [pushing.parse_host(h) for h in host]
     if inventory is not None:

@@ -573,14 +573,10 @@ def script_from_plan(ref: str | Path) -> Script:
     """Load, validate and compile a plan (path or catalog name)."""
     from .load import load_plan
 
+    from .compile import compile_plan
+
     plan = load_plan(ref)
-    try:
-        from .compile import compile_plan
-    except ImportError:
-        raise UserError.single("this psgen build cannot compile plans yet (psgen.compile is missing)",
-                               hint="push a compiled .ps1 file instead") from None
-    text = compile_plan(plan)
-    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    data = compile_plan(plan)
     params: dict[str, Any] = dict(plan.parameters)
     for extra in ("LogPath", "JournalPath"):  # the generated script's own optional parameters
         params.setdefault(extra, ScriptParameter(extra, "string"))
@@ -781,7 +777,7 @@ def connection_warnings(hosts: Sequence[HostSpec], options: ConnectOptions, scri
                         "will fail.")
     if as_file and not script.signed:
         warnings.append("warning: --as-file with an unsigned script: hosts whose execution policy is "
-                        "AllSigned will refuse it (sign it with `psgen sign` and push the .ps1).")
+                        "AllSigned will refuse it (add --sign-cert, or push a .ps1 signed with `psgen sign`).")
     return warnings
 
 

@@ -648,3 +648,25 @@ def test_resume_into_a_new_results_file_lists_every_host_once(winrm_endpoint, co
     assert len(host.calls) == 3
     assert sorted(json.loads(x)["host"] for x in second.read_text().splitlines()) == ["n0", "n1", "n2"]
     assert len(rep.results) == 3 and len(rep.resumed) == 2
+
+
+def test_as_file_with_sign_cert_copies_the_signed_script(winrm_endpoint, winrm_tls, compiled,
+                                                          tmp_path):
+    from psgen import sign as signing
+
+    key, cert = signing.new_self_signed("push test signer")
+    signing.write_certificate_files(tmp_path / "s", key, cert)
+    signer = signing.load_signer(tmp_path / "s.pem", tmp_path / "s.key")
+    signed = signing.sign_bytes(compiled, signer)  # deterministic: no signingTime, RSA PKCS#1
+    assert signing.verify_bytes(signed, trusted=[cert]).ok
+    host = Host("fixed", signed, {"Mode": "Fix", "Json": True, "StartType": "automatic"})
+    ep = winrm_endpoint(host, users={USER: PASSWORD}, tls=winrm_tls)
+    run = CliRunner().invoke(app, [
+        "push", PLAN, "--host", f"127.0.0.1:{ep.port}", "--mode", "fix", "--as-file",
+        "--param", "StartType=automatic", "--auth", "basic", "--user", USER,
+        "--ca-file", winrm_tls.ca_file, "--timeout", "5",
+        "--sign-cert", str(tmp_path / "s.pem"), "--sign-key", str(tmp_path / "s.key")],
+        env={"PSGEN_PASSWORD": PASSWORD})
+    assert run.exit_code == 0, run.output
+    assert not host.problems, host.problems  # the copied bytes are exactly the signed script
+    assert "unsigned script" not in run.stderr
