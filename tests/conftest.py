@@ -33,3 +33,18 @@ def winrm_tls(tmp_path_factory):
     from tests.winrm_endpoint import make_tls
 
     return make_tls(tmp_path_factory.mktemp("winrm-tls"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_build_cache(tmp_path_factory):
+    """Tests never read or fill the user's build cache (~/.cache/psgen): a fresh one per run,
+    so cold and warm paths are both exercised from a known state."""
+    import os
+
+    previous = os.environ.get("PSGEN_CACHE_DIR")
+    os.environ["PSGEN_CACHE_DIR"] = str(tmp_path_factory.mktemp("psgen-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("PSGEN_CACHE_DIR", None)
+    else:
+        os.environ["PSGEN_CACHE_DIR"] = previous

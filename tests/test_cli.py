@@ -161,3 +161,25 @@ def test_demo_signs_what_it_builds(tmp_path):
     script = tmp_path / "out" / "windows" / "print-spooler.ps1"
     report = verify_file(script, trusted=load_certificates([tmp_path / "out" / "demo-signing.pem"]))
     assert report.ok
+
+
+def test_build_cache_hit_gives_the_same_bytes_and_code_changes_miss(tmp_path, monkeypatch):
+    from psgen import cache
+
+    plan = tmp_path / "minimal.yaml"
+    plan.write_text(MINIMAL_PLAN)
+    monkeypatch.setenv("PSGEN_CACHE_DIR", str(tmp_path / "cache"))
+    cold = tmp_path / "cold.ps1"
+    warm = tmp_path / "warm.ps1"
+    assert run("build", str(plan), "-o", str(cold), cwd=tmp_path).returncode == 0
+    entries = list((tmp_path / "cache" / "builds").glob("*.json"))
+    assert len(entries) == 1
+    assert run("build", str(plan), "-o", str(warm), cwd=tmp_path).returncode == 0
+    assert warm.read_bytes() == cold.read_bytes()
+    # The key covers the plan bytes and psgen's own code: any change is a different entry.
+    k1 = cache.key(plan.read_bytes(), target="script", stem="cold")
+    assert k1 != cache.key(plan.read_bytes() + b"\n", target="script", stem="cold")
+    monkeypatch.setattr(cache, "fingerprint", lambda: "other psgen")
+    assert k1 != cache.key(plan.read_bytes(), target="script", stem="cold")
+    monkeypatch.setenv("PSGEN_NO_CACHE", "1")
+    assert cache.directory() is None
