@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, List, Union
 
+from pydantic import ConfigDict
+
 from ..plan import Model, ParamRef
 
 Str = Union[str, ParamRef]
@@ -28,6 +30,9 @@ StrList = Union[List[str], ParamRef]
 
 class Resource(Model):
     """Base of every resource model. Subclasses set the class variables below."""
+
+    # A plan uses a few of the registered resources: build each validator on first use only.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     name: ClassVar[str]          # the `resource:` name in plans
     noun: ClassVar[str]          # PowerShell noun: Get-Psgen<noun>, Set-Psgen<noun>, ...
