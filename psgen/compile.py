@@ -33,6 +33,15 @@ EXIT_MESSAGES = {
 INDENT = "    "
 
 
+def help_wrap(text: str, indent: int = 4, hang: int = 0, width: int = pwsh.MAX_LINE) -> str:
+    """Help text as lines of at most ``width`` characters; continuation lines are indented by
+    ``indent + hang``. The first line's indent is the template's."""
+    lines = textwrap.wrap(pwsh.help_text(" ".join(text.split())), width=width - indent,
+                          subsequent_indent=" " * hang, break_long_words=False,
+                          break_on_hyphens=False) or [""]
+    return ("\n" + " " * indent).join(lines)
+
+
 def exit_messages(plan: Plan) -> Dict[str, str]:
     """The closing sentence for each exit code; a check-only plan cannot fix, so says so."""
     messages = dict(EXIT_MESSAGES)
@@ -64,6 +73,7 @@ def environment():
     env.filters["ps"] = pwsh.value
     env.filters["quote"] = pwsh.quote
     env.filters["help"] = pwsh.help_text
+    env.filters["helpwrap"] = help_wrap
     env.globals["version"] = __version__
     return env
 

@@ -191,11 +191,14 @@ def _positional_arguments(node, source: bytes):
         yield e
 
 
+MAX_LINE = 115  # PoshCode style guide (pwsh.MAX_LINE wraps generated values to it)
+
+
 def lint_script(text: str, *, rules: frozenset | None = None) -> List[Finding]:
     """Check generated (or hand-written) PowerShell against psgen's rules.
 
-    Rules: syntax, ascii, crlf, alias, invoke-expression, ps7-only, named-parameters,
-    should-process, journal-before-fix, try-needs-catch, trailing-whitespace.
+    Rules: syntax, ascii, alias, invoke-expression, ps7-only, named-parameters, should-process,
+    journal-before-fix, try-needs-catch, trailing-whitespace, line-length.
     """
     findings: List[Finding] = list(syntax_errors(text))
     if any(not ch.isascii() for ch in text):
@@ -208,6 +211,9 @@ def lint_script(text: str, *, rules: frozenset | None = None) -> List[Finding]:
         if stripped != stripped.rstrip():
             findings.append(Finding("trailing-whitespace", i, len(stripped.rstrip()) + 1,
                                     "trailing whitespace"))
+        if len(stripped) > MAX_LINE and "# SIG #" not in stripped:
+            findings.append(Finding("line-length", i, MAX_LINE + 1,
+                                    f"line is {len(stripped)} characters; the limit is {MAX_LINE}"))
     source = text.encode("utf-8")
     tree = parse(text)
     journal_seen: dict = {}

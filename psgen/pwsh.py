@@ -134,9 +134,52 @@ def hashtable(mapping: Mapping[str, Any], indent: int = 0, ordered: bool = True)
     for k, v in mapping.items():
         if not isinstance(k, str):
             raise PwshValueError(f"hashtable keys must be strings, got {type(k).__name__}")
-        lines.append(f"{pad}{hashtable_key(k)} = {value(v, indent + 4)}")
+        head = f"{pad}{hashtable_key(k)} = "
+        text = value(v, indent + 4)
+        if len(head) + len(text) > MAX_LINE and not isinstance(v, Raw):
+            if isinstance(v, str):
+                text = quote_wrapped(v, indent + 4)
+            elif isinstance(v, (list, tuple)) and v:
+                inner = " " * (indent + 8)
+                items = ",\n".join(inner + value(i, indent + 8) for i in v)
+                text = "@(\n" + items + "\n" + " " * (indent + 4) + ")"
+        lines.append(head + text)
     lines.append(" " * indent + "}")
     return "\n".join(lines)
+
+
+MAX_LINE = 115  # the PoshCode style guide's line length; psgen lint checks it
+
+
+def quote_wrapped(text: str, indent: int = 0, width: int = MAX_LINE) -> str:
+    """A long string as a parenthesised concatenation, one piece a line, split after spaces.
+
+    ``('first words ' +\n    'next words')``: the pieces concatenate back to exactly ``text``.
+    """
+    room = max(20, width - indent - 4 - 4)  # indent, the piece's own indent, quotes and ' +'
+    pieces: list[str] = []
+    current = ""
+    for word in re.split(r"(?<= )", text):  # keep each space at the end of its word
+        if current and len(quote(current + word)) > room:
+            pieces.append(current)
+            current = ""
+        while len(quote(word)) > room:  # a single overlong word: cut it where it fits
+            if current:
+                pieces.append(current)
+                current = ""
+            cut = len(word) - 1
+            while cut > 1 and len(quote(word[:cut])) > room:
+                cut -= 1
+            pieces.append(word[:cut])
+            word = word[cut:]
+        current += word
+    if current or not pieces:
+        pieces.append(current)
+    if len(pieces) == 1:
+        return quote(pieces[0])
+    inner = " " * (indent + 4)
+    body = " +\n".join(inner + quote(p) for p in pieces)
+    return "(\n" + body + "\n" + " " * indent + ")"
 
 
 def value(v: Any, indent: int = 0) -> str:

@@ -379,7 +379,7 @@ def test_summary_line_is_capped_escaped_and_ordered(built, name):
     line_fn = text[text.index("function Get-PsgenSummaryLine"):]
     # Whole tokens only, within the limit; the marker is inserted only when items were cut.
     assert "if ($Builder.Length + $item.Length -gt $Limit) {" in text
-    assert "-Limit ($Limit - $tailText.Length - $marker.Length)" in line_fn
+    assert "$room = $Limit - $tailText.Length - $marker.Length" in line_fn
     assert f"$marker = '{intune.TRUNCATION_MARKER}'" in line_fn
     assert f"[int]$Limit = {intune.SUMMARY_LIMIT}" in line_fn
     assert intune.HEAD_LIMIT + intune.TAIL_LIMIT + len(intune.TRUNCATION_MARKER) < intune.SUMMARY_LIMIT

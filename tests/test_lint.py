@@ -14,6 +14,7 @@ BAD = {
     "should-process": "Remove-Item -LiteralPath 'C:\\x'\r\n",
     "try-needs-catch": "try {\r\n    $x = 1\r\n}\r\n",
     "trailing-whitespace": "$x = 1  \r\n",
+    "line-length": "$x = '" + "a" * 120 + "'\r\n",
     "ascii": "$x = '\u2013'\r\n",
     "syntax": "if ($x {\r\n}\r\n",
 }

@@ -97,3 +97,21 @@ def test_comment_text_cannot_close_help_block():
     assert "#>" not in pwsh.comment("evil #> Remove-Item")
     assert "\n" not in pwsh.comment("a\nb")
     assert pwsh.comment("caf\u00e9").isascii()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("abc de'\u2019$`\n")), min_size=0, max_size=400),
+       st.integers(min_value=0, max_value=40))
+def test_wrapped_strings_round_trip_within_the_line_limit(value, indent):
+    emitted = pwsh.quote_wrapped(value, indent)
+    for line in emitted.split("\n")[1:]:  # continuation lines carry their own indent
+        assert len(line) <= pwsh.MAX_LINE
+    assert decode_literal(emitted) == value
+
+
+def test_hashtable_wraps_long_strings():
+    long = "word " * 60
+    text = pwsh.hashtable({"Explain": long.strip()}, 4)
+    assert all(len(line) <= pwsh.MAX_LINE for line in text.split("\n"))
+    assert text.split("\n")[1] == "        Explain = ("
+    assert decode_literal(text.split(" = ", 1)[1].rsplit("\n", 1)[0]) == long.strip()
