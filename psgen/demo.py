@@ -28,10 +28,14 @@ def main(argv: list[str]) -> int:
 
         for name, path in catalog():
             folder = out / Path(name).parent
-            build_plans([str(path)], out_dir=folder, sign=sign)
+            # The script, its double-click launcher and its explain page...
+            build_plans([str(path)], out_dir=folder, sign=sign, launcher=True)
             page = folder / f"{load_plan(path).name}.md"
             write_atomic(page, explain_markdown(load_plan(path)).encode("utf-8"))
             print(f"wrote {page}")
+            # ...and the same plan for the fleet engines.
+            for target in ("intune", "ansible"):
+                build_plans([str(path)], out_dir=out / target / name, target=target, sign=sign)
     except UserError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -158,6 +158,12 @@ def test_demo_signs_what_it_builds(tmp_path):
     from psgen.sign import load_certificates, verify_file
 
     assert main([str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "windows" / "print-spooler.cmd").is_file()
+    intune = tmp_path / "out" / "intune" / "windows" / "print-spooler"
+    assert (intune / "print-spooler.intune.json").is_file()
+    assert verify_file(intune / "print-spooler.detect.ps1",
+                       trusted=load_certificates([tmp_path / "out" / "demo-signing.pem"])).ok
+    assert (tmp_path / "out" / "ansible" / "windows" / "print-spooler" / "print-spooler.yml").is_file()
     script = tmp_path / "out" / "windows" / "print-spooler.ps1"
     report = verify_file(script, trusted=load_certificates([tmp_path / "out" / "demo-signing.pem"]))
     assert report.ok
