@@ -97,7 +97,7 @@ def test_script_is_the_standalone_script_with_an_ansible_ending(built, name):
     standalone = outputs(plan, "script")[f"{plan.name}.ps1"].decode("ascii")
     assert lint_script(text) == []
     # Same parameters, runtime, steps and resources: everything from #Requires to the entry.
-    start, end = "#Requires -Version 5.1\r\n", "\r\n$PsgenResult = Invoke-PsgenPlan\r\n"
+    start, end = "#Requires -Version 5.1\r\n", "\r\n$PsgenResult = Invoke-PsgenMain\r\n"
     assert text[text.index(start):text.index(end)] == standalone[standalone.index(start):standalone.index(end)]
     entry = text[text.index(end):]
     # Standalone (no $Ansible): exit code as usual. Under win_powershell: report through $Ansible.

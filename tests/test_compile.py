@@ -229,3 +229,20 @@ def test_gates_next_and_check_only_messages():
                                     "    explain: A folder.\n    next: Restart WSL.\n"),
                 "three-steps.yaml")
     assert "Next = 'Restart WSL.'" in compile_plan(plan).decode()
+
+
+def test_typed_findings_and_gates_dispatch_to_their_resource_functions():
+    # Regression: the runtime once sent only Kind 'resource' to resource functions, so typed
+    # findings and gates fell into the inline branch and failed before checking anything.
+    text = compile_plan(load_plan("cowork/doctor")).decode().replace("\r\n", "\n")
+    phase = text[text.index("function Invoke-PsgenPhase"):text.index("function Get-PsgenMissingCapability")]
+    assert "if ($Step.Contains('Get')) {" in phase
+    assert "$Step.Kind -eq 'resource'" not in phase
+    tree = parse(text)
+    for node in walk(tree.root_node):
+        if node.type == "hash_literal_body" and "Kind = " in node.text.decode():
+            body = node.text.decode()
+            kind = re.search(r"Kind = '(\w+)'", body).group(1)
+            has_get = re.search(r"^\s*Get = 'Get-Psgen\w+'", body, re.M) is not None
+            assert has_get == (kind in ("resource", "finding", "gate")) or kind == "finding" and \
+                "Check = {" in body, body[:200]

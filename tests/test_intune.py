@@ -160,7 +160,7 @@ def test_exit_code_paths(built, name):
     runtime = built[name][f"{stem}.detect.ps1"].decode("ascii")
     plan_fn = runtime[runtime.index("function Invoke-PsgenPlan"):]
     # Check mode: drift (or a check that could not run) is exit 1; 2 and 3 only exist in Fix.
-    assert "elseif ($failed -or $drift) {\r\n            $exitCode = 1" in plan_fn
+    assert "elseif ($failed -or $drift -or $unchecked) {\r\n            $exitCode = 1" in plan_fn
     assert "elseif ($blocked -or ($failed -and $Mode -eq 'Fix')) {" in plan_fn
 
 

@@ -107,6 +107,22 @@ Describe 'generated script on Windows' {
         (Invoke-Fixture -Arguments @('-Mode', 'Rollback')).ExitCode | Should -Be 0
     }
 
+    It 'a typed finding or gate really runs its resource (cowork doctor on any machine)' {
+        $doctor = (Resolve-Path -LiteralPath (Join-Path -Path $PSScriptRoot -ChildPath '..\..\out\cowork\doctor.ps1')).Path
+        $exe = (Get-Process -Id $PID).Path
+        $output = & $exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File $doctor -Mode Check -Json
+        @($output).Count | Should -Be 1
+        $doc = $output | ConvertFrom-Json
+        @($doc.steps | Where-Object -FilterScript { $_.message -like 'Could not check this*' }) |
+            Should -BeNullOrEmpty
+    }
+
+    It 'a journal from another plan or a broken journal changes nothing (exit 4)' {
+        $bad = Join-Path -Path $script:Work -ChildPath 'not-a-journal.json'
+        Set-Content -LiteralPath $bad -Value 'not json' -Encoding ASCII
+        (Invoke-Fixture -Arguments @('-Mode', 'Rollback', '-JournalPath', $bad)).ExitCode | Should -Be 4
+    }
+
     It 'writes a log and names it at the end' {
         $null = Invoke-Fixture -Arguments @('-Mode', 'Check')
         Get-Content -LiteralPath $script:Log -Raw | Should -Match 'psgen Pester fixture'

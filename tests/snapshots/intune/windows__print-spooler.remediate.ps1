@@ -260,6 +260,11 @@ $PsgenSteps = @(
 # psgen runtime 0.1.0. The same for every plan; reviewed like code, not generated per plan.
 # ---------------------------------------------------------------------------------------------
 
+# Run state, filled in by Invoke-PsgenPlan; defined here so StrictMode never finds them unset.
+$PsgenLogFile = ''
+$PsgenLogWarned = $false
+$PsgenJournal = New-Object -TypeName 'System.Collections.ArrayList'
+
 function Test-PsgenAdministrator {
     # Elevation decides where logs go and whether admin-only steps can run.
     $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
@@ -304,6 +309,9 @@ function Write-PsgenLog {
         [AllowEmptyString()]
         [string]$Message
     )
+    if (-not $script:PsgenLogFile) {
+        return
+    }
     $line = '{0} {1}' -f (Get-PsgenTimestamp -Format 'yyyy-MM-ddTHH:mm:ssZ'), $Message
     try {
         Add-Content -LiteralPath $script:PsgenLogFile -Value $line -Encoding UTF8 -WhatIf:$false -Confirm:$false
@@ -354,7 +362,13 @@ function Save-PsgenJournal {
     $text = ConvertTo-Json -InputObject $document -Depth 12
     $temporary = $script:PsgenJournalFile + '.tmp'
     Set-Content -LiteralPath $temporary -Value $text -Encoding UTF8 -WhatIf:$false -Confirm:$false
-    Move-Item -LiteralPath $temporary -Destination $script:PsgenJournalFile -Force -WhatIf:$false -Confirm:$false
+    if (Test-Path -LiteralPath $script:PsgenJournalFile) {
+        # One atomic swap: there is never a moment without a journal on disk.
+        [IO.File]::Replace($temporary, $script:PsgenJournalFile, [NullString]::Value)
+    }
+    else {
+        [IO.File]::Move($temporary, $script:PsgenJournalFile)
+    }
 }
 
 function Read-PsgenJournal {
@@ -364,6 +378,23 @@ function Read-PsgenJournal {
     )
     $text = Get-Content -LiteralPath $Path -Raw -Encoding UTF8
     return (ConvertFrom-Json -InputObject $text)
+}
+
+function Get-PsgenJournalState {
+    param(
+        [Parameter(Mandatory = $true)]
+        [object]$Entry
+    )
+    # The state captured before a fix, with its .NET types. The JSON copy is for people; in
+    # PowerShell 7 ConvertFrom-Json would turn date-like strings into dates and give objects
+    # instead of dictionaries, so restores read the CliXml copy.
+    if ($Entry -is [System.Collections.IDictionary]) {
+        return $Entry.before
+    }
+    if ($Entry.PSObject.Properties['beforeXml'] -and $Entry.beforeXml) {
+        return [Management.Automation.PSSerializer]::Deserialize($Entry.beforeXml)
+    }
+    return $Entry.before
 }
 
 function Get-PsgenStateText {
@@ -416,7 +447,8 @@ function Invoke-PsgenPhase {
     if ($Phase -eq 'When') {
         return (ConvertTo-PsgenBoolean -Value @(& $Step.When))
     }
-    if ($Step.Kind -eq 'resource') {
+    if ($Step.Contains('Get')) {
+        # A typed resource (a fixable one, a read-only finding or a gate): its own functions.
         $property = $Step.Property
         switch ($Phase) {
             'Get' {
@@ -509,10 +541,10 @@ function New-PsgenStepResult {
     return [ordered]@{
         id = $Step.Id
         title = $Step.Title
-        status = 'compliant'
+        status = 'skipped'
         before = $null
         after = $null
-        message = ''
+        message = 'Not checked: the run stopped earlier.'
         duration_ms = 0
     }
 }
@@ -543,11 +575,29 @@ function Invoke-PsgenRestore {
                 $step = $candidate
             }
         }
+        if (-not $Result.Contains($item.step)) {
+            $Result[$item.step] = [ordered]@{
+                id = [string]$item.step
+                title = [string]$item.step
+                status = 'failed'
+                before = $null
+                after = $null
+                message = ''
+                duration_ms = 0
+            }
+        }
         $stepResult = $Result[$item.step]
         if ($null -eq $step) {
             $complete = $false
             $stepResult.status = 'failed'
             $stepResult.message = 'The journal names a step this script does not have; it was not undone.'
+            continue
+        }
+        if ($Json -and $WhatIfPreference) {
+            # -WhatIf would print "What if:" lines, which -File sends to the output stream.
+            $declined = $true
+            $stepResult.status = 'drift'
+            $stepResult.message = 'Not undone (-WhatIf): this change is still in place.'
             continue
         }
         if (-not $PSCmdlet.ShouldProcess($step.Target, ('Undo: {0}' -f $step.Title))) {
@@ -557,11 +607,18 @@ function Invoke-PsgenRestore {
             continue
         }
         try {
-            $null = Invoke-PsgenPhase -Step $step -Phase 'Restore' -State $item.before
+            $state = Get-PsgenJournalState -Entry $item
+            $null = Invoke-PsgenPhase -Step $step -Phase 'Restore' -State $state
             $item.status = 'restored'
             Save-PsgenJournal
-            $stepResult.status = 'rolled_back'
-            $stepResult.message = ('Undone: {0} is back to how it was before.' -f $step.Title)
+            if ($stepResult.status -eq 'failed') {
+                # The step whose repair did not hold keeps its failure; say it was undone too.
+                $stepResult.message += ' This change was undone.'
+            }
+            else {
+                $stepResult.status = 'rolled_back'
+                $stepResult.message = ('Undone: {0} is back to how it was before.' -f $step.Title)
+            }
             Write-PsgenConsole -Message ('  undone: {0}' -f $step.Title) -Color 'Yellow'
         }
         catch {
@@ -607,8 +664,18 @@ function Invoke-PsgenRollbackMode {
         $path = $newest.FullName
     }
     Write-PsgenConsole -Message ('Undoing the changes recorded in {0}' -f $path)
-    $journal = Read-PsgenJournal -Path $path
-    if ($journal.plan -ne $PsgenPlan.Name) {
+    try {
+        $journal = Read-PsgenJournal -Path $path
+        $journalPlan = [string]$journal.plan
+        $null = $journal.entries
+    }
+    catch {
+        $err = $_
+        $text = 'Cannot read the journal {0}: {1}. Nothing was changed.' -f $path, $err.Exception.Message
+        Write-PsgenConsole -Message $text -Color 'Red'
+        return 4
+    }
+    if ($journalPlan -ne $PsgenPlan.Name) {
         $text = 'That journal belongs to plan {0}, not {1}; nothing was changed.' -f $journal.plan, $PsgenPlan.Name
         Write-PsgenConsole -Message $text -Color 'Red'
         return 4
@@ -622,7 +689,9 @@ function Invoke-PsgenRollbackMode {
     }
     $pending = @($script:PsgenJournal | Where-Object -FilterScript { $_.status -ne 'restored' })
     foreach ($item in $pending) {
-        $Result[$item.step].status = 'failed'
+        if ($Result.Contains($item.step)) {
+            $Result[$item.step].status = 'failed'
+        }
     }
     if ($pending.Count -eq 0) {
         Write-PsgenConsole -Message 'Everything in that journal was already undone.'
@@ -709,20 +778,38 @@ function Invoke-PsgenStep {
         }
         return 'drift'
     }
+    if ($Json -and $WhatIfPreference) {
+        # -WhatIf would print "What if:" lines, which -File sends to the output stream.
+        $StepResult.message += (' Not changed (-WhatIf). Fix mode would: {0}.' -f $Step.FixSummary)
+        return 'drift'
+    }
     if (-not $PSCmdlet.ShouldProcess($Step.Target, $Step.FixSummary)) {
         $StepResult.message += ' Not changed (-WhatIf, or not confirmed).'
         return 'drift'
     }
-    # Write-ahead: the state captured before the fix is on disk before anything changes.
+    # Write-ahead: the state captured before the fix is on disk before anything changes. The
+    # CliXml copy keeps its .NET types for the restore; the JSON copy is for people.
     $entry = [ordered]@{
         step = $Step.Id
         status = 'applying'
         irreversible = [bool]$Step.Irreversible
         before = $before
+        beforeXml = [Management.Automation.PSSerializer]::Serialize($before, 12)
         startedUtc = Get-PsgenTimestamp -Format 'yyyy-MM-ddTHH:mm:ssZ'
     }
     $null = $script:PsgenJournal.Add($entry)
-    Save-PsgenJournal
+    try {
+        Save-PsgenJournal
+    }
+    catch {
+        $err = $_
+        # Without its journal entry a change could not be undone: do not make it.
+        $script:PsgenJournal.RemoveAt($script:PsgenJournal.Count - 1)
+        $StepResult.status = 'failed'
+        $StepResult.message = ('Not changed: the journal could not be written ({0}).' -f $err.Exception.Message)
+        Write-PsgenConsole -Message ('[failed]  {0}: {1}' -f $Step.Title, $StepResult.message) -Color 'Red'
+        return 'failed'
+    }
     try {
         $null = Invoke-PsgenPhase -Step $Step -Phase 'Set' -State $before
         $verified = Invoke-PsgenPhase -Step $Step -Phase 'Verify'
@@ -791,6 +878,37 @@ function Write-PsgenFindingSummary {
     }
 }
 
+function Invoke-PsgenMain {
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param()
+    try {
+        return (Invoke-PsgenPlan)
+    }
+    catch {
+        # Not expected (every step's errors are handled); still one result and a documented
+        # code: 3 when this run changed something that was not undone, 4 when it changed nothing.
+        $err = $_
+        $exitCode = 4
+        if ($script:PsgenJournal.Count -gt 0) {
+            $exitCode = 3
+        }
+        $message = 'The script stopped unexpectedly: {0}' -f $err.Exception.Message
+        Write-PsgenConsole -Message $message -Color 'Red'
+        return [ordered]@{
+            schema = 1
+            plan = $PsgenPlan.Name
+            title = $PsgenPlan.Title
+            planSha256 = $PsgenPlan.Sha256
+            psgenVersion = $PsgenPlan.PsgenVersion
+            mode = $Mode
+            exit_code = $exitCode
+            message = $message
+            log = $script:PsgenLogFile
+            steps = @()
+        }
+    }
+}
+
 function Invoke-PsgenPlan {
     [CmdletBinding(SupportsShouldProcess = $true)]
     param()
@@ -806,13 +924,18 @@ function Invoke-PsgenPlan {
     }
     $journalName = 'journal-{0}.json' -f $script:PsgenRunId
     $script:PsgenJournalFile = Join-Path -Path $script:PsgenWorkDirectory -ChildPath $journalName
-    try {
-        Initialize-PsgenDirectory -Path $script:PsgenWorkDirectory
-        Initialize-PsgenDirectory -Path (Split-Path -Path $script:PsgenLogFile -Parent)
-    }
-    catch {
-        $err = $_
-        Write-Warning -Message ('Cannot create {0}: {1}' -f $script:PsgenWorkDirectory, $err.Exception.Message)
+    $logDirectory = Split-Path -Path $script:PsgenLogFile -Parent
+    foreach ($directory in @($script:PsgenWorkDirectory, $logDirectory)) {
+        if (-not $directory) {
+            continue  # a log file name without a folder: the current folder
+        }
+        try {
+            Initialize-PsgenDirectory -Path $directory
+        }
+        catch {
+            $err = $_
+            Write-Warning -Message ('Cannot create {0}: {1}' -f $directory, $err.Exception.Message)
+        }
     }
     $watch = [Diagnostics.Stopwatch]::StartNew()
     $results = [ordered]@{}
@@ -843,6 +966,7 @@ function Invoke-PsgenPlan {
         $drift = $false
         $failed = $false
         $blocked = $false
+        $unchecked = $false
         foreach ($step in $PsgenSteps) {
             $stepResult = $results[$step.Id]
             $stepWatch = [Diagnostics.Stopwatch]::StartNew()
@@ -850,8 +974,9 @@ function Invoke-PsgenPlan {
                 $outcome = Invoke-PsgenStep -Step $step -StepResult $stepResult
             }
             catch {
+                # The check itself failed: this step changed nothing, so the run goes on.
                 $err = $_
-                $outcome = 'failed'
+                $outcome = 'unchecked'
                 $stepResult.status = 'failed'
                 $stepResult.message = ('Could not check this: {0}' -f $err.Exception.Message)
                 $text = '[failed]  {0}: {1}' -f $step.Title, $err.Exception.Message
@@ -860,6 +985,9 @@ function Invoke-PsgenPlan {
             $stepResult.duration_ms = [int]$stepWatch.ElapsedMilliseconds
             if ($outcome -eq 'drift') {
                 $drift = $true
+            }
+            elseif ($outcome -eq 'unchecked') {
+                $unchecked = $true
             }
             elseif ($outcome -eq 'blocked') {
                 # A gate is not met (e.g. an app that must be closed is open): stop here.
@@ -880,6 +1008,9 @@ function Invoke-PsgenPlan {
         }
         elseif ($blocked -or ($failed -and $Mode -eq 'Fix')) {
             $text = 'A repair did not hold. Undoing every change made by this run...'
+            if ($blocked) {
+                $text = 'Stopped: a condition above is not met. Undoing every change made by this run...'
+            }
             Write-PsgenConsole -Message $text -Color 'Yellow'
             if ($script:PsgenJournal.Count -eq 0) {
                 $exitCode = 2
@@ -892,7 +1023,7 @@ function Invoke-PsgenPlan {
                 $exitCode = 3
             }
         }
-        elseif ($failed -or $drift) {
+        elseif ($failed -or $drift -or $unchecked) {
             $exitCode = 1
         }
     }
@@ -1081,6 +1212,10 @@ function ConvertTo-PsgenRegistryData {
         'MultiString' {
             return , [string[]]@($Data)
         }
+        'Binary' {
+            # Only ever a previous value being put back (plans cannot ask for Binary).
+            return , [byte[]]@($Data)
+        }
     }
     return [string]$Data
 }
@@ -1122,6 +1257,7 @@ function Get-PsgenRegistryValue {
         Exists = $false
         Kind = ''
         Data = $null
+        PsgenSkip = ''
     }
     $key = Get-Item -LiteralPath $Property.Path -ErrorAction SilentlyContinue
     if ($null -eq $key) {
@@ -1134,6 +1270,11 @@ function Get-PsgenRegistryValue {
         # Keep %VARIABLES% as written: expanding them would change the data on restore.
         $options = [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames
         $state.Data = $key.GetValue($Property.ValueName, $null, $options)
+        if ($state.Kind -eq 'None' -or $state.Kind -eq 'Unknown') {
+            # Such a value could not be put back exactly: leave it to a person.
+            $state.PsgenSkip = ('The value has registry kind {0}, which this script cannot restore; ' +
+                'change it by hand.') -f $state.Kind
+        }
     }
     return $state
 }
@@ -1169,7 +1310,8 @@ function Set-PsgenRegistryValue {
     $target = 'registry value {0}\{1}' -f $Property.Path, $Property.ValueName
     if ($Property.Ensure -eq 'absent') {
         if ($State.Exists -and $PSCmdlet.ShouldProcess($target, 'Remove')) {
-            Remove-ItemProperty -LiteralPath $Property.Path -Name $Property.ValueName -ErrorAction Stop
+            $name = [Management.Automation.WildcardPattern]::Escape($Property.ValueName)
+            Remove-ItemProperty -LiteralPath $Property.Path -Name $name -ErrorAction Stop
         }
         return
     }
@@ -1217,7 +1359,8 @@ function Restore-PsgenRegistryValue {
     $key = Get-Item -LiteralPath $State.Path -ErrorAction SilentlyContinue
     if ($null -ne $key -and @($key.GetValueNames()) -contains $State.ValueName) {
         if ($PSCmdlet.ShouldProcess($target, 'Remove the value this script created')) {
-            Remove-ItemProperty -LiteralPath $State.Path -Name $State.ValueName -ErrorAction Stop
+            $name = [Management.Automation.WildcardPattern]::Escape($State.ValueName)
+            Remove-ItemProperty -LiteralPath $State.Path -Name $name -ErrorAction Stop
         }
     }
     # A key this script created is removed only when it is empty again: never delete other data.
