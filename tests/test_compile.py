@@ -246,3 +246,26 @@ def test_typed_findings_and_gates_dispatch_to_their_resource_functions():
             has_get = re.search(r"^\s*Get = 'Get-Psgen\w+'", body, re.M) is not None
             assert has_get == (kind in ("resource", "finding", "gate")) or kind == "finding" and \
                 "Check = {" in body, body[:200]
+
+
+def test_cowork_pester_suite_covers_every_cowork_resource():
+    """tests/pester/Cowork.Tests.ps1 (run only by the Windows workflow) parses, keeps the
+    repository's PowerShell style, and tests every Cowork resource: a new resource without a
+    Pester test fails here."""
+    from psgen.lint import syntax_errors
+    from psgen.resources import registry
+
+    data = (REPO / "tests" / "pester" / "Cowork.Tests.ps1").read_bytes()
+    text = data.decode("ascii")  # any non-ASCII byte fails here
+    assert not re.search(rb"(?<!\r)\n", data) and not re.search(rb"\r(?!\n)", data), "CRLF only"
+    assert data.endswith(b"\r\n")
+    assert syntax_errors(text) == []
+    lines = text.split("\r\n")
+    assert [n for n, line in enumerate(lines, 1) if len(line) > 115] == [], "lines over 115"
+    assert [n for n, line in enumerate(lines, 1) if line != line.rstrip() or "\t" in line] == []
+    assert "NOT RUN on psgen's own Linux CI; run by .github/workflows/windows.yml." in text
+    cowork = [cls for cls in registry().values() if cls.__module__ == "psgen.resources.cowork"]
+    nouns = sorted({cls.noun for cls in cowork})
+    assert len(nouns) >= 12
+    missing = [f"Get-Psgen{noun}" for noun in nouns if f"Get-Psgen{noun}" not in text]
+    assert missing == [], f"no Pester test calls {missing}"
