@@ -2060,9 +2060,17 @@ function Get-PsgenFreeDiskSpace {
         $state.PsgenSkip = ('The drive of {0} was not found.' -f $path)
         return $state
     }
-    $drive = New-Object -TypeName 'System.IO.DriveInfo' -ArgumentList $root
-    $state.Drive = $drive.Name
-    $state.FreeBytes = [long]$drive.AvailableFreeSpace
+    try {
+        # DriveInfo takes drive letters only: a \\server\share root cannot be measured here.
+        $drive = New-Object -TypeName 'System.IO.DriveInfo' -ArgumentList $root
+        $state.Drive = $drive.Name
+        $state.FreeBytes = [long]$drive.AvailableFreeSpace
+    }
+    catch {
+        $err = $_
+        $state.PsgenSkip = ('The free space of {0} cannot be read: {1}' -f $root, $err.Exception.Message)
+        return $state
+    }
     if ($state.FreeBytes -lt $state.MinBytes) {
         $state.PsgenDetail = 'Drive {0} has {1:N1} GB free; Cowork''s VM needs about {2} GB.' -f
             $drive.Name, ($state.FreeBytes / 1073741824), $Property.MinGb

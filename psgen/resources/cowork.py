@@ -216,6 +216,14 @@ class HnsNetworkAbsent(Resource):
                            "type cannot be read is left alone.")
     service: Str = Field(COWORK_SERVICE, description="Service that re-creates the network.")
     wait_seconds: Int = Field(60, description="Undo: how long to wait for the network to return.")
+    app: str = Field("Claude", min_length=1, max_length=60,
+                     description="Undo: the app that must be closed before the service restarts.")
+    apps_closed: StrList = Field(
+        default_factory=lambda: ["claude"],
+        description="Undo: process names that must not run when the service restarts.")
+    ignore_paths: StrList = Field(
+        default_factory=lambda: list(IGNORED_APP_PATHS),
+        description="Executable path patterns of processes with those names to ignore.")
 
     @field_validator("service")
     @classmethod

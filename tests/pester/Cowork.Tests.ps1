@@ -155,6 +155,9 @@ BeforeAll {
             NetworkType = 'NAT'
             Service = 'CoworkVMService'
             WaitSeconds = 60
+            App = 'Claude'
+            AppsClosed = @('claude')
+            IgnorePaths = $ignorePaths
         }
         ServiceRunning = [ordered]@{
             Service = 'CoworkVMService'
@@ -998,6 +1001,17 @@ Describe 'Cowork resources: functions of the generated scripts, Windows commands
             $fakeHns.Calls | Should -Be 2
         }
 
+        It 'Restore refuses to restart the service while Claude is open' {
+            Mock -CommandName 'Get-PsgenHnsTool' -MockWith { 'module' }
+            $state = Get-PsgenHnsNetworkAbsent -Property $prop
+            Mock -CommandName 'Get-PsgenOpenApp' -MockWith { , @('claude (process 4242)') }
+            $copy = ConvertTo-Json -InputObject $state -Depth 12 | ConvertFrom-Json
+            { Restore-PsgenHnsNetworkAbsent -Property $prop -State $copy -Confirm:$false } |
+                Should -Throw -ExpectedMessage '*Claude is open*-Mode Rollback again*'
+            Should -Invoke -CommandName 'Restart-Service' -Times 0 -Exactly
+            Should -Invoke -CommandName 'Start-Service' -Times 0 -Exactly
+        }
+
         It 'Restore starts a stopped service, and says what to do when the network does not come back' {
             Mock -CommandName 'Get-PsgenHnsTool' -MockWith { 'module' }
             $prop.WaitSeconds = 0
@@ -1267,10 +1281,7 @@ Describe 'Cowork resources: functions of the generated scripts, Windows commands
             Get-Content -LiteralPath $state.Backup | Should -BeExactly 'old data'
         }
 
-        # Skipped: a gap in the template. When the rename fails after Set stopped the service,
-        # Restore-PsgenSessionDiskReset returns early (the backup does not exist), so the service
-        # stays stopped. Remove -Skip when Restore starts the service again in that case.
-        It 'a rename that fails after the service stopped: Restore starts the service again' -Skip {
+        It 'a rename that fails after the service stopped: Restore starts the service again' {
             Mock -CommandName 'Move-Item' -MockWith { throw 'The process cannot access the file.' }
             $state = Get-PsgenSessionDiskReset -Property $prop
             { Set-PsgenSessionDiskReset -Property $prop -State $state -Confirm:$false } | Should -Throw

@@ -179,6 +179,9 @@ $PsgenSteps = @(
             NetworkType = 'NAT'
             Service = 'CoworkVMService'
             WaitSeconds = 60
+            App = 'Claude'
+            AppsClosed = @('claude')
+            IgnorePaths = @('*\.local\bin\claude.exe')
         }
         Get = 'Get-PsgenHnsNetworkAbsent'
         Test = 'Test-PsgenHnsNetworkAbsent'
@@ -1606,6 +1609,13 @@ function Restore-PsgenHnsNetworkAbsent {
     if (-not $State.ServiceExists) {
         throw ('The network cannot be re-created: the service {0} that creates it is not ' +
             'installed.') -f $State.Service
+    }
+    # -Mode Rollback runs no gate: check here that restarting the service cannot pull the
+    # workspace away from an open app.
+    $open = Get-PsgenOpenApp -Property $Property -Name $Property.AppsClosed
+    if ($open.Count -gt 0) {
+        throw ('{0} is open ({1}); restarting {2} now would stop its workspace. Close {0}, then ' +
+            'run this script with -Mode Rollback again.') -f $Property.App, ($open -join ', '), $State.Service
     }
     $service = Get-PsgenServiceInfo -Name $State.Service
     $target = 'service {0}' -f $State.Service

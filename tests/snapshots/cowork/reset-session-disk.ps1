@@ -1652,7 +1652,16 @@ function Restore-PsgenSessionDiskReset {
     }
     if (-not (Test-Path -LiteralPath $State.Backup)) {
         if (Test-Path -LiteralPath $State.Disk) {
-            # The fix stopped before the rename: the disk never moved.
+            # The fix stopped before the rename: the disk never moved. The fix may have stopped
+            # the service already: start it again if it was running.
+            $target = 'service {0}' -f $State.Service
+            $now = (Get-PsgenServiceInfo -Name $State.Service).Status
+            if ($State.ServiceStatus -eq 'Running' -and $now -ne 'Running' -and
+                $PSCmdlet.ShouldProcess($target, 'Start')) {
+                Start-Service -Name $State.Service -ErrorAction Stop
+                $wait = [int]$Property.WaitSeconds
+                Wait-PsgenServiceStatus -Name $State.Service -Status 'Running' -TimeoutSeconds $wait
+            }
             return
         }
         throw ('The backup {0} is missing, so the session disk cannot be put back.' -f $State.Backup)
