@@ -165,8 +165,12 @@ def test_var_prefix():
 
 
 def test_snapshot_bytes(snapshot):
+    # The role's copy of the script is not snapshotted again: it is the standalone script
+    # (snapshotted in test_compile) with another ending, which a test above checks.
     snapshot.snapshot_dir = REPO / "tests" / "snapshots" / "ansible"
     for fname, data in outputs(load_plan("windows/print-spooler"), "ansible").items():
+        if fname.endswith(".ps1"):
+            continue
         snapshot.assert_match(data, "windows__print-spooler__" + fname.replace("/", "__"))
 
 
