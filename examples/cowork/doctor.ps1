@@ -2703,9 +2703,12 @@ function Test-PsgenDnsServerList {
     $want4 = @($wanted | Where-Object -FilterScript { $_ -notmatch ':' })
     $want6 = @($wanted | Where-Object -FilterScript { $_ -match ':' })
     foreach ($adapter in (ConvertTo-PsgenList -Value $State.Adapters)) {
-        $have4 = ConvertTo-PsgenStringList -Value $adapter.IPv4
-        if (($have4 -join ',') -ne ($want4 -join ',')) {
-            return $false
+        # Each address family is compared only when servers of that family are wanted.
+        if ($want4.Count -gt 0) {
+            $have4 = ConvertTo-PsgenStringList -Value $adapter.IPv4
+            if (($have4 -join ',') -ne ($want4 -join ',')) {
+                return $false
+            }
         }
         if ($want6.Count -gt 0) {
             $have6 = ConvertTo-PsgenStringList -Value $adapter.IPv6
