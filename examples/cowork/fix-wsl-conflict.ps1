@@ -1105,18 +1105,23 @@ function ConvertFrom-PsgenLogTime {
     )
     # Cowork's logs start with a local time: '2026/04/15 09:58:44.707837 [Server] ...'
     # (service) or '2026-09-07 17:41:31 [error] ...' (app). $null when the line has none.
-    $pattern = '^\[?(\d{4})[-/](\d{2})[-/](\d{2})[ T](\d{2}):(\d{2}):(\d{2})'
+    # A time that ends in Z (ISO 8601, optional fraction) is UTC and is turned into local time.
+    $pattern = '^\[?(\d{4})[-/](\d{2})[-/](\d{2})[ T](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z)?'
     $match = [regex]::Match($Line, $pattern)
     if (-not $match.Success) {
         return $null
     }
     $g = $match.Groups
     try {
+        $kind = [DateTimeKind]::Local
+        if ($g[8].Success) {
+            $kind = [DateTimeKind]::Utc
+        }
         $arguments = @(
             [int]$g[1].Value, [int]$g[2].Value, [int]$g[3].Value,
-            [int]$g[4].Value, [int]$g[5].Value, [int]$g[6].Value
+            [int]$g[4].Value, [int]$g[5].Value, [int]$g[6].Value, $kind
         )
-        return (New-Object -TypeName 'DateTime' -ArgumentList $arguments)
+        return (New-Object -TypeName 'DateTime' -ArgumentList $arguments).ToLocalTime()
     }
     catch {
         $err = $_

@@ -416,7 +416,10 @@ Describe 'Cowork resources: functions of the generated scripts, Windows commands
             $expected = New-Object -TypeName 'DateTime' -ArgumentList 2026, 4, 15, 9, 58, 44
             ConvertFrom-PsgenLogTime -Line '2026-04-15 09:58:44.707837 [Server] Bundle: C:\x' |
                 Should -Be $expected
-            ConvertFrom-PsgenLogTime -Line '[2026-04-15T09:58:44.120Z] [error] x' | Should -Be $expected
+            # A trailing Z is UTC: compared in local time like the other log lines.
+            $utc = New-Object -TypeName 'DateTime' -ArgumentList 2026, 4, 15, 9, 58, 44, ([DateTimeKind]::Utc)
+            ConvertFrom-PsgenLogTime -Line '[2026-04-15T09:58:44.120Z] [error] x' |
+                Should -Be $utc.ToLocalTime()
             ConvertFrom-PsgenLogTime -Line 'no time on this line' | Should -BeNullOrEmpty
         }
 
