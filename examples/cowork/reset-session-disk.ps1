@@ -1548,6 +1548,15 @@ function Get-PsgenSessionDiskReset {
             }
         }
     }
+    if ($backups.Count -gt 0 -and $service.StartedUtc) {
+        # After a reset the new disk cannot be older than the service run that made it: lines
+        # logged while the old disk was being shut down are not about the new one.
+        $started = [DateTime]::ParseExact($service.StartedUtc, 'yyyyMMddHHmmss', $invariant)
+        $started = [DateTime]::SpecifyKind($started, [DateTimeKind]::Utc).ToLocalTime()
+        if ($started -gt $created) {
+            $created = $started
+        }
+    }
     $state.DiskExists = $true
     $state.DiskCreated = $created.ToString('yyyy-MM-dd HH:mm:ss', $invariant)
     # The backup name is chosen now, before any change, so the journal knows where it will be.
