@@ -123,6 +123,38 @@ Describe 'generated script on Windows' {
         (Invoke-Fixture -Arguments @('-Mode', 'Rollback', '-JournalPath', $bad)).ExitCode | Should -Be 4
     }
 
+    It 'registry_value handles a key''s default value (the empty name), set and put back' {
+        # The resource functions alone, taken from the compiled script without running it.
+        $tokens = $null
+        $errors = $null
+        $ast = [System.Management.Automation.Language.Parser]::ParseFile($script:Script, [ref]$tokens, [ref]$errors)
+        $functions = $ast.FindAll({
+                param($node)
+                $node -is [System.Management.Automation.Language.FunctionDefinitionAst]
+            }, $false)
+        foreach ($function in $functions) {
+            . ([scriptblock]::Create($function.Extent.Text))
+        }
+        $null = New-Item -Path $script:Key -Force
+        $property = [ordered]@{
+            Path = $script:Key
+            ValueName = ''
+            Ensure = 'present'
+            Data = 'plan default'
+            Kind = 'String'
+        }
+        $before = Get-PsgenRegistryValue -Property $property
+        $before.Exists | Should -BeFalse
+        Set-PsgenRegistryValue -Property $property -State $before -Confirm:$false
+        (Get-Item -LiteralPath $script:Key).GetValue('') | Should -Be 'plan default'
+        Test-PsgenRegistryValue -Property $property -State (Get-PsgenRegistryValue -Property $property) |
+            Should -BeTrue
+        Restore-PsgenRegistryValue -Property $property -State $before -Confirm:$false
+        @((Get-Item -LiteralPath $script:Key -ErrorAction SilentlyContinue)) | Where-Object -FilterScript {
+            @($_.GetValueNames()) -contains ''
+        } | Should -BeNullOrEmpty
+    }
+
     It 'writes a log and names it at the end' {
         $null = Invoke-Fixture -Arguments @('-Mode', 'Check')
         Get-Content -LiteralPath $script:Log -Raw | Should -Match 'psgen Pester fixture'

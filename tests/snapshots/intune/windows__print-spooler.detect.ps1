@@ -1219,6 +1219,24 @@ function ConvertTo-PsgenRegistryData {
     return [string]$Data
 }
 
+function Get-PsgenRegistryItemName {
+    param(
+        [AllowEmptyString()]
+        [string]$Name,
+
+        [switch]$Wildcard
+    )
+    # How the registry provider's *-ItemProperty cmdlets name a value: the key's default value
+    # (the empty name) is '(default)'; Remove-ItemProperty takes wildcards, so escape them.
+    if ($Name -eq '') {
+        return '(default)'
+    }
+    if ($Wildcard) {
+        return [Management.Automation.WildcardPattern]::Escape($Name)
+    }
+    return $Name
+}
+
 function Test-PsgenRegistryDataEqual {
     param(
         [AllowNull()]
@@ -1309,7 +1327,7 @@ function Set-PsgenRegistryValue {
     $target = 'registry value {0}\{1}' -f $Property.Path, $Property.ValueName
     if ($Property.Ensure -eq 'absent') {
         if ($State.Exists -and $PSCmdlet.ShouldProcess($target, 'Remove')) {
-            $name = [Management.Automation.WildcardPattern]::Escape($Property.ValueName)
+            $name = Get-PsgenRegistryItemName -Name $Property.ValueName -Wildcard
             Remove-ItemProperty -LiteralPath $Property.Path -Name $name -ErrorAction Stop
         }
         return
@@ -1320,7 +1338,7 @@ function Set-PsgenRegistryValue {
     if ($PSCmdlet.ShouldProcess($target, ('Set to the plan''s {0} data' -f $Property.Kind))) {
         $value = @{
             LiteralPath = $Property.Path
-            Name = $Property.ValueName
+            Name = Get-PsgenRegistryItemName -Name $Property.ValueName
             Value = ConvertTo-PsgenRegistryData -Data $Property.Data -Kind $Property.Kind
             PropertyType = $Property.Kind
         }
@@ -1347,7 +1365,7 @@ function Restore-PsgenRegistryValue {
         if ($PSCmdlet.ShouldProcess($target, 'Put back the previous data')) {
             $value = @{
                 LiteralPath = $State.Path
-                Name = $State.ValueName
+                Name = Get-PsgenRegistryItemName -Name $State.ValueName
                 Value = ConvertTo-PsgenRegistryData -Data $State.Data -Kind $State.Kind
                 PropertyType = $State.Kind
             }
@@ -1358,7 +1376,7 @@ function Restore-PsgenRegistryValue {
     $key = Get-Item -LiteralPath $State.Path -ErrorAction SilentlyContinue
     if ($null -ne $key -and @($key.GetValueNames()) -contains $State.ValueName) {
         if ($PSCmdlet.ShouldProcess($target, 'Remove the value this script created')) {
-            $name = [Management.Automation.WildcardPattern]::Escape($State.ValueName)
+            $name = Get-PsgenRegistryItemName -Name $State.ValueName -Wildcard
             Remove-ItemProperty -LiteralPath $State.Path -Name $name -ErrorAction Stop
         }
     }
