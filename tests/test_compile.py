@@ -221,7 +221,7 @@ def test_gates_next_and_check_only_messages():
     assert "Id = 'claude-closed'" in repair_text
     gate = repair_text[repair_text.index("Id = 'claude-closed'"):]
     assert gate.index("Kind = 'gate'") < gate.index("Id = 'vm-dns'") if "Id = 'vm-dns'" in gate else True
-    assert "if ($blocked -and $script:PsgenJournal.Count -eq 0) {" in repair_text
+    assert "if (($blocked -or ($failed -and $Mode -eq 'Fix')) -and $script:PsgenJournal.Count -eq 0) {" in repair_text
     # A check-only plan does not tell the person to run Fix.
     assert "This script only checks; it changed nothing." in doctor_text
     assert "This script only checks" not in repair_text

@@ -201,7 +201,7 @@ def test_exactly_one_summary_line_on_the_output_stream(built, name):
         for statement in top_level(text):
             if statement.type == "pipeline":
                 body = _text(statement)
-                if re.match(r"^(\[[\w\[\]]+\])?\$\w+ = ", body):
+                if re.match(r"^(\[[\w\[\]]+\])?\$(script:)?\w+ = ", body):
                     continue
                 assert body.startswith(("Set-StrictMode ", "Write-Output ")), body[:60]
             else:
@@ -222,7 +222,7 @@ def test_nothing_is_written_to_the_error_stream_on_a_normal_run(built, name):
         # The whole run is one call whose every other stream is dropped, inside try/catch.
         entry = top_level(text)[-3]
         assert entry.type == "try_statement"
-        assert "$PsgenResult = Invoke-PsgenPlan 2> $null 3> $null 4> $null 5> $null 6> $null" in _text(entry)
+        assert "$PsgenResult = Invoke-PsgenMain 2> $null 3> $null 4> $null 5> $null 6> $null" in _text(entry)
         redirections = [n for n in walk(entry) if n.type == "redirection"]
         assert sorted(_text(r.children[0]) for r in redirections) == ["2>", "3>", "4>", "5>", "6>"]
         assert any(c.type in ("catch_clauses", "catch_clause") for c in entry.children)

@@ -95,6 +95,7 @@ if ($Json) {
     $InformationPreference = 'SilentlyContinue'
     $VerbosePreference = 'SilentlyContinue'
     $ProgressPreference = 'SilentlyContinue'
+    $DebugPreference = 'SilentlyContinue'
 }
 
 # The plan this script was compiled from. Values are literals: nothing here is evaluated text.
@@ -655,9 +656,12 @@ $PsgenSteps = @(
 # ---------------------------------------------------------------------------------------------
 
 # Run state, filled in by Invoke-PsgenPlan; defined here so StrictMode never finds them unset.
-$PsgenLogFile = ''
-$PsgenLogWarned = $false
-$PsgenJournal = New-Object -TypeName 'System.Collections.ArrayList'
+$script:PsgenLogFile = ''
+$script:PsgenLogWarned = $false
+$script:PsgenJournal = New-Object -TypeName 'System.Collections.ArrayList'
+$script:PsgenStartedAt = [Diagnostics.Stopwatch]::StartNew()
+$script:PsgenJournalFile = ''
+$script:PsgenRunId = ''
 
 function Test-PsgenAdministrator {
     # Elevation decides where logs go and whether admin-only steps can run.
@@ -685,7 +689,32 @@ function Initialize-PsgenDirectory {
     # Bookkeeping files of the script itself: written even under -WhatIf, never prompted.
     if (-not (Test-Path -LiteralPath $Path -PathType Container)) {
         $null = New-Item -Path $Path -ItemType Directory -Force -WhatIf:$false -Confirm:$false
+        if (Test-PsgenAdministrator) {
+            # Journals here drive elevated rollbacks: only SYSTEM and Administrators may write.
+            $acl = New-Object -TypeName 'System.Security.AccessControl.DirectorySecurity'
+            $acl.SetAccessRuleProtection($true, $false)
+            foreach ($sid in @('S-1-5-18', 'S-1-5-32-544')) {
+                $identity = New-Object -TypeName 'System.Security.Principal.SecurityIdentifier' -ArgumentList $sid
+                $arguments = @($identity, 'FullControl', 'ContainerInherit, ObjectInherit', 'None', 'Allow')
+                $ruleType = 'System.Security.AccessControl.FileSystemAccessRule'
+                $rule = New-Object -TypeName $ruleType -ArgumentList $arguments
+                $acl.AddAccessRule($rule)
+            }
+            Set-Acl -LiteralPath $Path -AclObject $acl -WhatIf:$false -Confirm:$false
+        }
     }
+}
+
+function Test-PsgenTrustedFile {
+    param(
+        [Parameter(Mandatory = $true)]
+        [string]$Path
+    )
+    # An elevated rollback applies what a journal says: accept only journals owned by SYSTEM,
+    # Administrators or the user running this script, never one another user could have left.
+    $owner = (Get-Acl -LiteralPath $Path).GetOwner([System.Security.Principal.SecurityIdentifier]).Value
+    $me = [Security.Principal.WindowsIdentity]::GetCurrent().User.Value
+    return ($owner -eq 'S-1-5-18' -or $owner -eq 'S-1-5-32-544' -or $owner -eq $me)
 }
 
 function Get-PsgenTimestamp {
@@ -783,12 +812,12 @@ function Get-PsgenJournalState {
     # PowerShell 7 ConvertFrom-Json would turn date-like strings into dates and give objects
     # instead of dictionaries, so restores read the CliXml copy.
     if ($Entry -is [System.Collections.IDictionary]) {
-        return $Entry.before
+        return , $Entry.before
     }
     if ($Entry.PSObject.Properties['beforeXml'] -and $Entry.beforeXml) {
-        return [Management.Automation.PSSerializer]::Deserialize($Entry.beforeXml)
+        return , [Management.Automation.PSSerializer]::Deserialize($Entry.beforeXml)
     }
-    return $Entry.before
+    return , $Entry.before
 }
 
 function Get-PsgenStateText {
@@ -1004,7 +1033,14 @@ function Invoke-PsgenRestore {
             $state = Get-PsgenJournalState -Entry $item
             $null = Invoke-PsgenPhase -Step $step -Phase 'Restore' -State $state
             $item.status = 'restored'
-            Save-PsgenJournal
+            try {
+                Save-PsgenJournal
+            }
+            catch {
+                $saveError = $_
+                $text = 'Undone, but the journal could not record it: {0}' -f $saveError.Exception.Message
+                Write-PsgenLog -Message $text
+            }
             if ($stepResult.status -eq 'failed') {
                 # The step whose repair did not hold keeps its failure; say it was undone too.
                 $stepResult.message += ' This change was undone.'
@@ -1039,7 +1075,11 @@ function Invoke-PsgenRollbackMode {
         [Parameter(Mandatory = $true)]
         [System.Collections.IDictionary]$Result
     )
-    $path = $JournalPath
+    $path = ''
+    if ($JournalPath) {
+        # .NET file calls need a full file-system path; PowerShell's current folder is not theirs.
+        $path = $PSCmdlet.GetUnresolvedProviderPathFromPSPath($JournalPath)
+    }
     if (-not $path) {
         $search = @{
             LiteralPath = $script:PsgenWorkDirectory
@@ -1061,7 +1101,12 @@ function Invoke-PsgenRollbackMode {
     try {
         $journal = Read-PsgenJournal -Path $path
         $journalPlan = [string]$journal.plan
-        $null = $journal.entries
+        foreach ($item in @($journal.entries)) {
+            $null = [string]$item.step + [string]$item.status  # StrictMode: both must exist
+        }
+        if ((Test-PsgenAdministrator) -and -not (Test-PsgenTrustedFile -Path $path)) {
+            throw 'it is owned by another user, so it is not trusted for an elevated rollback'
+        }
     }
     catch {
         $err = $_
@@ -1084,7 +1129,8 @@ function Invoke-PsgenRollbackMode {
     $pending = @($script:PsgenJournal | Where-Object -FilterScript { $_.status -ne 'restored' })
     foreach ($item in $pending) {
         if ($Result.Contains($item.step)) {
-            $Result[$item.step].status = 'failed'
+            $Result[$item.step].status = 'drift'
+            $Result[$item.step].message = 'Still to undo.'
         }
     }
     if ($pending.Count -eq 0) {
@@ -1283,10 +1329,17 @@ function Invoke-PsgenMain {
         # code: 3 when this run changed something that was not undone, 4 when it changed nothing.
         $err = $_
         $exitCode = 4
-        if ($script:PsgenJournal.Count -gt 0) {
+        $journal = $null
+        $open = @($script:PsgenJournal | Where-Object -FilterScript { $_.status -ne 'restored' })
+        if ($open.Count -gt 0) {
             $exitCode = 3
+            $journal = $script:PsgenJournalFile
         }
         $message = 'The script stopped unexpectedly: {0}' -f $err.Exception.Message
+        if ($null -ne $journal) {
+            $message += (' Changes of this run are recorded in {0}; run this script with ' +
+                '-Mode Rollback to undo them.') -f $journal
+        }
         Write-PsgenConsole -Message $message -Color 'Red'
         return [ordered]@{
             schema = 1
@@ -1295,9 +1348,14 @@ function Invoke-PsgenMain {
             planSha256 = $PsgenPlan.Sha256
             psgenVersion = $PsgenPlan.PsgenVersion
             mode = $Mode
+            whatIf = [bool]$WhatIfPreference
+            computer = $env:COMPUTERNAME
+            runId = $script:PsgenRunId
             exit_code = $exitCode
-            message = $message
+            duration_ms = [int]$script:PsgenStartedAt.ElapsedMilliseconds
             log = $script:PsgenLogFile
+            journal = $journal
+            message = $message
             steps = @()
         }
     }
@@ -1364,13 +1422,21 @@ function Invoke-PsgenPlan {
         foreach ($step in $PsgenSteps) {
             $stepResult = $results[$step.Id]
             $stepWatch = [Diagnostics.Stopwatch]::StartNew()
+            $journalBefore = $script:PsgenJournal.Count
             try {
                 $outcome = Invoke-PsgenStep -Step $step -StepResult $stepResult
             }
             catch {
-                # The check itself failed: this step changed nothing, so the run goes on.
+                # The check itself failed: when this step changed nothing the run goes on; a gate
+                # that cannot be checked stops it; an error after a change is a failed fix.
                 $err = $_
                 $outcome = 'unchecked'
+                if ($step.Kind -eq 'gate' -and $Mode -ne 'Check') {
+                    $outcome = 'blocked'
+                }
+                elseif ($script:PsgenJournal.Count -gt $journalBefore) {
+                    $outcome = 'failed'
+                }
                 $stepResult.status = 'failed'
                 $stepResult.message = ('Could not check this: {0}' -f $err.Exception.Message)
                 $text = '[failed]  {0}: {1}' -f $step.Title, $err.Exception.Message
@@ -1396,7 +1462,7 @@ function Invoke-PsgenPlan {
                 }
             }
         }
-        if ($blocked -and $script:PsgenJournal.Count -eq 0) {
+        if (($blocked -or ($failed -and $Mode -eq 'Fix')) -and $script:PsgenJournal.Count -eq 0) {
             Write-PsgenConsole -Message 'Stopped before changing anything.' -Color 'Yellow'
             $exitCode = 4
         }
@@ -1406,10 +1472,7 @@ function Invoke-PsgenPlan {
                 $text = 'Stopped: a condition above is not met. Undoing every change made by this run...'
             }
             Write-PsgenConsole -Message $text -Color 'Yellow'
-            if ($script:PsgenJournal.Count -eq 0) {
-                $exitCode = 2
-            }
-            elseif ((Invoke-PsgenRestore -Entry ($script:PsgenJournal.ToArray()) -Result $results) -eq
+            if ((Invoke-PsgenRestore -Entry ($script:PsgenJournal.ToArray()) -Result $results) -eq
                 'complete') {
                 $exitCode = 2
             }

@@ -98,7 +98,11 @@ Describe 'generated script on Windows' {
 
     It '-Mode Rollback undoes an earlier run from its journal' {
         (Invoke-Fixture -Arguments @()).ExitCode | Should -Be 0
-        (Invoke-Fixture -Arguments @('-Mode', 'Rollback')).ExitCode | Should -Be 0
+        $undo = Invoke-Fixture -Arguments @('-Mode', 'Rollback', '-Json')
+        $undo.ExitCode | Should -Be 0
+        # Every journal entry (three fixed steps) is reported as rolled back, none as failed.
+        @(($undo.Output[0] | ConvertFrom-Json).steps | Where-Object -FilterScript { $_.status -eq 'rolled_back' }).Count |
+            Should -Be 3
         Get-Content -LiteralPath (Join-Path -Path $script:Work -ChildPath 'move-me.txt') | Should -Be 'user data'
         Test-Path -LiteralPath (Join-Path -Path $script:Work -ChildPath 'marker.txt') | Should -BeFalse
         # The value did not exist before: rollback removes it, and the key it created.

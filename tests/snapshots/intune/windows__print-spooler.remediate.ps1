@@ -261,9 +261,12 @@ $PsgenSteps = @(
 # ---------------------------------------------------------------------------------------------
 
 # Run state, filled in by Invoke-PsgenPlan; defined here so StrictMode never finds them unset.
-$PsgenLogFile = ''
-$PsgenLogWarned = $false
-$PsgenJournal = New-Object -TypeName 'System.Collections.ArrayList'
+$script:PsgenLogFile = ''
+$script:PsgenLogWarned = $false
+$script:PsgenJournal = New-Object -TypeName 'System.Collections.ArrayList'
+$script:PsgenStartedAt = [Diagnostics.Stopwatch]::StartNew()
+$script:PsgenJournalFile = ''
+$script:PsgenRunId = ''
 
 function Test-PsgenAdministrator {
     # Elevation decides where logs go and whether admin-only steps can run.
@@ -291,7 +294,32 @@ function Initialize-PsgenDirectory {
     # Bookkeeping files of the script itself: written even under -WhatIf, never prompted.
     if (-not (Test-Path -LiteralPath $Path -PathType Container)) {
         $null = New-Item -Path $Path -ItemType Directory -Force -WhatIf:$false -Confirm:$false
+        if (Test-PsgenAdministrator) {
+            # Journals here drive elevated rollbacks: only SYSTEM and Administrators may write.
+            $acl = New-Object -TypeName 'System.Security.AccessControl.DirectorySecurity'
+            $acl.SetAccessRuleProtection($true, $false)
+            foreach ($sid in @('S-1-5-18', 'S-1-5-32-544')) {
+                $identity = New-Object -TypeName 'System.Security.Principal.SecurityIdentifier' -ArgumentList $sid
+                $arguments = @($identity, 'FullControl', 'ContainerInherit, ObjectInherit', 'None', 'Allow')
+                $ruleType = 'System.Security.AccessControl.FileSystemAccessRule'
+                $rule = New-Object -TypeName $ruleType -ArgumentList $arguments
+                $acl.AddAccessRule($rule)
+            }
+            Set-Acl -LiteralPath $Path -AclObject $acl -WhatIf:$false -Confirm:$false
+        }
     }
+}
+
+function Test-PsgenTrustedFile {
+    param(
+        [Parameter(Mandatory = $true)]
+        [string]$Path
+    )
+    # An elevated rollback applies what a journal says: accept only journals owned by SYSTEM,
+    # Administrators or the user running this script, never one another user could have left.
+    $owner = (Get-Acl -LiteralPath $Path).GetOwner([System.Security.Principal.SecurityIdentifier]).Value
+    $me = [Security.Principal.WindowsIdentity]::GetCurrent().User.Value
+    return ($owner -eq 'S-1-5-18' -or $owner -eq 'S-1-5-32-544' -or $owner -eq $me)
 }
 
 function Get-PsgenTimestamp {
@@ -389,12 +417,12 @@ function Get-PsgenJournalState {
     # PowerShell 7 ConvertFrom-Json would turn date-like strings into dates and give objects
     # instead of dictionaries, so restores read the CliXml copy.
     if ($Entry -is [System.Collections.IDictionary]) {
-        return $Entry.before
+        return , $Entry.before
     }
     if ($Entry.PSObject.Properties['beforeXml'] -and $Entry.beforeXml) {
-        return [Management.Automation.PSSerializer]::Deserialize($Entry.beforeXml)
+        return , [Management.Automation.PSSerializer]::Deserialize($Entry.beforeXml)
     }
-    return $Entry.before
+    return , $Entry.before
 }
 
 function Get-PsgenStateText {
@@ -610,7 +638,14 @@ function Invoke-PsgenRestore {
             $state = Get-PsgenJournalState -Entry $item
             $null = Invoke-PsgenPhase -Step $step -Phase 'Restore' -State $state
             $item.status = 'restored'
-            Save-PsgenJournal
+            try {
+                Save-PsgenJournal
+            }
+            catch {
+                $saveError = $_
+                $text = 'Undone, but the journal could not record it: {0}' -f $saveError.Exception.Message
+                Write-PsgenLog -Message $text
+            }
             if ($stepResult.status -eq 'failed') {
                 # The step whose repair did not hold keeps its failure; say it was undone too.
                 $stepResult.message += ' This change was undone.'
@@ -645,7 +680,11 @@ function Invoke-PsgenRollbackMode {
         [Parameter(Mandatory = $true)]
         [System.Collections.IDictionary]$Result
     )
-    $path = $JournalPath
+    $path = ''
+    if ($JournalPath) {
+        # .NET file calls need a full file-system path; PowerShell's current folder is not theirs.
+        $path = $PSCmdlet.GetUnresolvedProviderPathFromPSPath($JournalPath)
+    }
     if (-not $path) {
         $search = @{
             LiteralPath = $script:PsgenWorkDirectory
@@ -667,7 +706,12 @@ function Invoke-PsgenRollbackMode {
     try {
         $journal = Read-PsgenJournal -Path $path
         $journalPlan = [string]$journal.plan
-        $null = $journal.entries
+        foreach ($item in @($journal.entries)) {
+            $null = [string]$item.step + [string]$item.status  # StrictMode: both must exist
+        }
+        if ((Test-PsgenAdministrator) -and -not (Test-PsgenTrustedFile -Path $path)) {
+            throw 'it is owned by another user, so it is not trusted for an elevated rollback'
+        }
     }
     catch {
         $err = $_
@@ -690,7 +734,8 @@ function Invoke-PsgenRollbackMode {
     $pending = @($script:PsgenJournal | Where-Object -FilterScript { $_.status -ne 'restored' })
     foreach ($item in $pending) {
         if ($Result.Contains($item.step)) {
-            $Result[$item.step].status = 'failed'
+            $Result[$item.step].status = 'drift'
+            $Result[$item.step].message = 'Still to undo.'
         }
     }
     if ($pending.Count -eq 0) {
@@ -889,10 +934,17 @@ function Invoke-PsgenMain {
         # code: 3 when this run changed something that was not undone, 4 when it changed nothing.
         $err = $_
         $exitCode = 4
-        if ($script:PsgenJournal.Count -gt 0) {
+        $journal = $null
+        $open = @($script:PsgenJournal | Where-Object -FilterScript { $_.status -ne 'restored' })
+        if ($open.Count -gt 0) {
             $exitCode = 3
+            $journal = $script:PsgenJournalFile
         }
         $message = 'The script stopped unexpectedly: {0}' -f $err.Exception.Message
+        if ($null -ne $journal) {
+            $message += (' Changes of this run are recorded in {0}; run this script with ' +
+                '-Mode Rollback to undo them.') -f $journal
+        }
         Write-PsgenConsole -Message $message -Color 'Red'
         return [ordered]@{
             schema = 1
@@ -901,9 +953,14 @@ function Invoke-PsgenMain {
             planSha256 = $PsgenPlan.Sha256
             psgenVersion = $PsgenPlan.PsgenVersion
             mode = $Mode
+            whatIf = [bool]$WhatIfPreference
+            computer = $env:COMPUTERNAME
+            runId = $script:PsgenRunId
             exit_code = $exitCode
-            message = $message
+            duration_ms = [int]$script:PsgenStartedAt.ElapsedMilliseconds
             log = $script:PsgenLogFile
+            journal = $journal
+            message = $message
             steps = @()
         }
     }
@@ -970,13 +1027,21 @@ function Invoke-PsgenPlan {
         foreach ($step in $PsgenSteps) {
             $stepResult = $results[$step.Id]
             $stepWatch = [Diagnostics.Stopwatch]::StartNew()
+            $journalBefore = $script:PsgenJournal.Count
             try {
                 $outcome = Invoke-PsgenStep -Step $step -StepResult $stepResult
             }
             catch {
-                # The check itself failed: this step changed nothing, so the run goes on.
+                # The check itself failed: when this step changed nothing the run goes on; a gate
+                # that cannot be checked stops it; an error after a change is a failed fix.
                 $err = $_
                 $outcome = 'unchecked'
+                if ($step.Kind -eq 'gate' -and $Mode -ne 'Check') {
+                    $outcome = 'blocked'
+                }
+                elseif ($script:PsgenJournal.Count -gt $journalBefore) {
+                    $outcome = 'failed'
+                }
                 $stepResult.status = 'failed'
                 $stepResult.message = ('Could not check this: {0}' -f $err.Exception.Message)
                 $text = '[failed]  {0}: {1}' -f $step.Title, $err.Exception.Message
@@ -1002,7 +1067,7 @@ function Invoke-PsgenPlan {
                 }
             }
         }
-        if ($blocked -and $script:PsgenJournal.Count -eq 0) {
+        if (($blocked -or ($failed -and $Mode -eq 'Fix')) -and $script:PsgenJournal.Count -eq 0) {
             Write-PsgenConsole -Message 'Stopped before changing anything.' -Color 'Yellow'
             $exitCode = 4
         }
@@ -1012,10 +1077,7 @@ function Invoke-PsgenPlan {
                 $text = 'Stopped: a condition above is not met. Undoing every change made by this run...'
             }
             Write-PsgenConsole -Message $text -Color 'Yellow'
-            if ($script:PsgenJournal.Count -eq 0) {
-                $exitCode = 2
-            }
-            elseif ((Invoke-PsgenRestore -Entry ($script:PsgenJournal.ToArray()) -Result $results) -eq
+            if ((Invoke-PsgenRestore -Entry ($script:PsgenJournal.ToArray()) -Result $results) -eq
                 'complete') {
                 $exitCode = 2
             }
@@ -1223,19 +1285,51 @@ function ConvertTo-PsgenRegistryData {
 function Get-PsgenRegistryItemName {
     param(
         [AllowEmptyString()]
-        [string]$Name,
-
-        [switch]$Wildcard
+        [string]$Name
     )
-    # How the registry provider's *-ItemProperty cmdlets name a value: the key's default value
-    # (the empty name) is '(default)'; Remove-ItemProperty takes wildcards, so escape them.
+    # New-ItemProperty names the key's default value (the empty name) '(default)'.
     if ($Name -eq '') {
         return '(default)'
     }
-    if ($Wildcard) {
-        return [Management.Automation.WildcardPattern]::Escape($Name)
-    }
     return $Name
+}
+
+function Remove-PsgenRegistryValueItem {
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true)]
+        [string]$Path,
+
+        [AllowEmptyString()]
+        [string]$Name
+    )
+    # Through .NET, by exact name: Remove-ItemProperty cannot address the default value ('')
+    # and treats some names as patterns.
+    if (-not $PSCmdlet.ShouldProcess(('registry value {0}\{1}' -f $Path, $Name), 'Remove')) {
+        return
+    }
+    $key = Get-Item -LiteralPath $Path -ErrorAction Stop
+    $hives = @{
+        HKEY_LOCAL_MACHINE = 'LocalMachine'
+        HKEY_CURRENT_USER = 'CurrentUser'
+        HKEY_CLASSES_ROOT = 'ClassesRoot'
+        HKEY_USERS = 'Users'
+        HKEY_CURRENT_CONFIG = 'CurrentConfig'
+    }
+    $parts = $key.Name -split '\\', 2
+    $hive = [Microsoft.Win32.RegistryHive]$hives[$parts[0]]
+    $base = [Microsoft.Win32.RegistryKey]::OpenBaseKey($hive, $key.View)
+    try {
+        $writable = $base
+        if ($parts.Count -gt 1) {
+            $writable = $base.OpenSubKey($parts[1], $true)
+        }
+        $writable.DeleteValue($Name, $true)
+        $writable.Close()
+    }
+    finally {
+        $base.Close()
+    }
 }
 
 function Test-PsgenRegistryDataEqual {
@@ -1328,8 +1422,7 @@ function Set-PsgenRegistryValue {
     $target = 'registry value {0}\{1}' -f $Property.Path, $Property.ValueName
     if ($Property.Ensure -eq 'absent') {
         if ($State.Exists -and $PSCmdlet.ShouldProcess($target, 'Remove')) {
-            $name = Get-PsgenRegistryItemName -Name $Property.ValueName -Wildcard
-            Remove-ItemProperty -LiteralPath $Property.Path -Name $name -ErrorAction Stop
+            Remove-PsgenRegistryValueItem -Path $Property.Path -Name $Property.ValueName
         }
         return
     }
@@ -1377,8 +1470,7 @@ function Restore-PsgenRegistryValue {
     $key = Get-Item -LiteralPath $State.Path -ErrorAction SilentlyContinue
     if ($null -ne $key -and @($key.GetValueNames()) -contains $State.ValueName) {
         if ($PSCmdlet.ShouldProcess($target, 'Remove the value this script created')) {
-            $name = Get-PsgenRegistryItemName -Name $State.ValueName -Wildcard
-            Remove-ItemProperty -LiteralPath $State.Path -Name $name -ErrorAction Stop
+            Remove-PsgenRegistryValueItem -Path $State.Path -Name $State.ValueName
         }
     }
     # A key this script created is removed only when it is empty again: never delete other data.
@@ -1523,6 +1615,9 @@ function Get-PsgenIntuneSummary {
     $head = ('{0} {1}: {2} (exit {3}; {4} steps: {5})' -f $PsgenPlan.Name, 'remediate', $word,
         $Result.exit_code, $steps.Count, ($counts -join ', '))
     $items = New-Object -TypeName 'System.Collections.Generic.List[string]'
+    if ($Result.Contains('message') -and $Result.message) {
+        $items.Add([string]$Result.message)  # the run stopped unexpectedly: say why first
+    }
     foreach ($step in $steps) {
         if ((Test-PsgenRestartRequired -State $step.after) -or (Test-PsgenRestartRequired -State $step.before)) {
             $text = 'RESTART NEEDED: {0} (this script never restarts Windows; restart when convenient)'
@@ -1548,7 +1643,7 @@ function Get-PsgenIntuneSummary {
 # Exactly one line on the output stream and nothing on the error stream: Intune keeps at most
 # 2048 characters of output, and anything on stderr marks the run as a script error.
 try {
-    $PsgenResult = Invoke-PsgenPlan 2> $null 3> $null 4> $null 5> $null 6> $null
+    $PsgenResult = Invoke-PsgenMain 2> $null 3> $null 4> $null 5> $null 6> $null
     $PsgenExitCode = [int]$PsgenResult.exit_code
     $PsgenSummary = Get-PsgenIntuneSummary -Result $PsgenResult
 }
