@@ -112,7 +112,9 @@ def _parameter_context(name: str, p) -> Dict[str, Any]:
         attrs.append("[Parameter(Mandatory = $true)]")
     if p.choices is not None:
         attrs.append("[ValidateSet(" + ", ".join(pwsh.value(c) for c in p.choices) + ")]")
-    if p.pattern is not None:
+    if p.pattern is not None and p.type != "string[]":
+        # A list is checked item by item after splitting (see list_parameters): with -File,
+        # powershell.exe binds "a,b" to a [string[]] parameter as ONE string.
         attrs.append(f"[ValidatePattern({pwsh.quote(p.pattern)})]")
     if p.min is not None or p.max is not None:
         lo = pwsh.integer(p.min) if p.min is not None else "[int]::MinValue"
@@ -217,7 +219,9 @@ def context(plan: Plan) -> Dict[str, Any]:
         "Title": plan.title,
         "Sha256": plan.sha256,
         "PsgenVersion": __version__,
-        "Requires": _requires_table(plan.requires),
+        "Requires": dict(_requires_table(plan.requires), ListPatterns={
+            n: p.pattern for n, p in plan.parameters.items()
+            if p.type == "string[]" and p.pattern is not None}),
         "ExitMessages": exit_messages(plan),
     }
     description = plan.description.strip() or plan.title
@@ -230,6 +234,8 @@ def context(plan: Plan) -> Dict[str, Any]:
         "plan": plan,
         "description_lines": [pwsh.help_text(line) for line in lines],
         "parameters": [_parameter_context(n, p) for n, p in plan.parameters.items()],
+        "list_parameters": [pwsh.variable(n) for n, p in plan.parameters.items()
+                            if p.type == "string[]"],
         "steps": steps,
         "plan_table": pwsh.hashtable(plan_table, 0),
         "resource_templates": templates,

@@ -119,7 +119,12 @@ def test_contract_skeleton(scripts):
 
 def test_parameters_are_typed_and_validated(scripts):
     text = scripts["three-steps"].decode().replace("\r\n", "\n")
-    assert "[ValidatePattern('^[0-9.]+$')]\n    [string[]]$Servers = @('1.1.1.1', '8.8.8.8')" in text
+    # A list is split after binding (-File passes "a,b" as one string), then each item is
+    # checked against the pattern as a precondition (exit 4, nothing changed).
+    assert "    [string[]]$Servers = @('1.1.1.1', '8.8.8.8')" in text
+    assert "[ValidatePattern('^[0-9.]+$')]" not in text
+    assert "$Servers = @(\n    $Servers | ForEach-Object -Process { $_ -split '\\s*[,;]\\s*' }" in text
+    assert "ListPatterns = [ordered]@{\n            Servers = '^[0-9.]+$'\n" in text
     assert "[ValidateRange(1, 9)]\n    [int]$Retries = 3" in text
     assert "[ValidateSet('low', 'high')]\n    [string]$Level = 'low'" in text
     assert ("[Parameter(Mandatory = $true)]\n    [ValidateNotNullOrEmpty()]\n"

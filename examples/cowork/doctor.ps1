@@ -110,6 +110,7 @@ $PsgenPlan = [ordered]@{
         PowerShell = ''
         Modules = @()
         Commands = @()
+        ListPatterns = [ordered]@{}
     }
     ExitMessages = [ordered]@{
         '0' = 'Done: everything is as it should be.'
@@ -941,6 +942,17 @@ function Get-PsgenMissingCapability {
         $have = $PSVersionTable.PSVersion
         if ($have -lt [version]$Requirement.PowerShell) {
             $missing.Add(('it needs PowerShell {0} or newer; this is {1}' -f $Requirement.PowerShell, $have))
+        }
+    }
+    if ($Requirement.Contains('ListPatterns')) {
+        foreach ($name in @($Requirement.ListPatterns.Keys)) {
+            $pattern = $Requirement.ListPatterns[$name]
+            foreach ($item in @(Get-Variable -Name $name -Scope 'Script' -ValueOnly)) {
+                if ([string]$item -notmatch $pattern) {
+                    $text = 'the value {0} of -{1} is not valid (it must match {2})'
+                    $missing.Add(($text -f $item, $name, $pattern))
+                }
+            }
         }
     }
     foreach ($module in @($Requirement.Modules)) {
@@ -1938,7 +1950,10 @@ function Get-PsgenAdapterPrefix {
     # Alias, Name (the part in parentheses of 'vEthernet (NAME)') and Prefix.
     $out = New-Object -TypeName 'System.Collections.ArrayList'
     $addresses = @(Get-NetIPAddress -AddressFamily IPv4 -ErrorAction SilentlyContinue |
-        Where-Object -FilterScript { $_.InterfaceAlias -like $Pattern } |
+        Where-Object -FilterScript {
+            # A self-assigned 169.254.x.x address is no VM network: never NAT it.
+            $_.InterfaceAlias -like $Pattern -and -not ([string]$_.IPAddress).StartsWith('169.254.')
+        } |
         Sort-Object -Property 'InterfaceAlias')
     foreach ($address in $addresses) {
         $alias = [string]$address.InterfaceAlias
@@ -2746,6 +2761,10 @@ function Get-PsgenDnsServerList {
         $skip = ('No network adapter named like {0} exists right now, so there is no VM adapter to ' +
             'set DNS on. It exists while Cowork''s VM network is set up; newer Cowork versions may ' +
             'not use one at all.') -f $pattern
+    }
+    elseif ($wanted.Count -eq 0) {
+        $skip = ('No DNS servers to use are known: this computer''s main connection has none. Run ' +
+            'the script again with -DnsServers followed by the DNS servers to use.')
     }
     else {
         $have = @($adapters | ForEach-Object -Process {

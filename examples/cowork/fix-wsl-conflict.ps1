@@ -99,6 +99,7 @@ $PsgenPlan = [ordered]@{
         PowerShell = ''
         Modules = @()
         Commands = @()
+        ListPatterns = [ordered]@{}
     }
     ExitMessages = [ordered]@{
         '0' = 'Done: everything is as it should be.'
@@ -490,6 +491,17 @@ function Get-PsgenMissingCapability {
         $have = $PSVersionTable.PSVersion
         if ($have -lt [version]$Requirement.PowerShell) {
             $missing.Add(('it needs PowerShell {0} or newer; this is {1}' -f $Requirement.PowerShell, $have))
+        }
+    }
+    if ($Requirement.Contains('ListPatterns')) {
+        foreach ($name in @($Requirement.ListPatterns.Keys)) {
+            $pattern = $Requirement.ListPatterns[$name]
+            foreach ($item in @(Get-Variable -Name $name -Scope 'Script' -ValueOnly)) {
+                if ([string]$item -notmatch $pattern) {
+                    $text = 'the value {0} of -{1} is not valid (it must match {2})'
+                    $missing.Add(($text -f $item, $name, $pattern))
+                }
+            }
         }
     }
     foreach ($module in @($Requirement.Modules)) {
@@ -1487,7 +1499,10 @@ function Get-PsgenAdapterPrefix {
     # Alias, Name (the part in parentheses of 'vEthernet (NAME)') and Prefix.
     $out = New-Object -TypeName 'System.Collections.ArrayList'
     $addresses = @(Get-NetIPAddress -AddressFamily IPv4 -ErrorAction SilentlyContinue |
-        Where-Object -FilterScript { $_.InterfaceAlias -like $Pattern } |
+        Where-Object -FilterScript {
+            # A self-assigned 169.254.x.x address is no VM network: never NAT it.
+            $_.InterfaceAlias -like $Pattern -and -not ([string]$_.IPAddress).StartsWith('169.254.')
+        } |
         Sort-Object -Property 'InterfaceAlias')
     foreach ($address in $addresses) {
         $alias = [string]$address.InterfaceAlias
@@ -1582,6 +1597,7 @@ function Get-PsgenHnsNetworkAbsent {
     $service = Get-PsgenServiceInfo -Name $Property.Service
     $state = [ordered]@{
         Pattern = [string]$Property.Network
+        NetworkType = [string]$Property.NetworkType
         Tool = ''
         Networks = @()
         Service = $service.Name
@@ -1669,7 +1685,11 @@ function Restore-PsgenHnsNetworkAbsent {
     }
     $tool = Get-PsgenHnsTool
     if ($tool) {
-        $back = Get-PsgenHnsNetwork -Pattern $State.Pattern -Tool $tool
+        $back = @(Get-PsgenHnsNetwork -Pattern $State.Pattern -Tool $tool)
+        if ($State.NetworkType) {
+            # Only a network of the removed type counts (cowork-vm-vnet is not cowork-vm-nat).
+            $back = @($back | Where-Object -FilterScript { $_.Type -eq $State.NetworkType })
+        }
         if ($back.Count -gt 0) {
             return
         }
@@ -1701,7 +1721,11 @@ function Restore-PsgenHnsNetworkAbsent {
     Wait-PsgenServiceStatus -Name $State.Service -Status 'Running' -TimeoutSeconds ([int]$Property.WaitSeconds)
     $deadline = [DateTime]::UtcNow.AddSeconds([int]$Property.WaitSeconds)
     while ([DateTime]::UtcNow -lt $deadline) {
-        if ((Get-PsgenHnsNetwork -Pattern $State.Pattern -Tool $tool).Count -gt 0) {
+        $back = @(Get-PsgenHnsNetwork -Pattern $State.Pattern -Tool $tool)
+        if ($State.NetworkType) {
+            $back = @($back | Where-Object -FilterScript { $_.Type -eq $State.NetworkType })
+        }
+        if ($back.Count -gt 0) {
             return
         }
         Start-Sleep -Seconds 2

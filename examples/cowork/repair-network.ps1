@@ -86,7 +86,6 @@ param(
 
     [string]$JournalPath = '',
 
-    [ValidatePattern('^[0-9A-Fa-f:.]+$')]
     [string[]]$DnsServers = @()
 )
 
@@ -102,6 +101,12 @@ if ($Json) {
     $DebugPreference = 'SilentlyContinue'
 }
 
+# powershell.exe -File hands "a,b" to a [string[]] parameter as one string: split lists here.
+# Their items are checked against the plan's patterns before anything changes.
+$DnsServers = @(
+    $DnsServers | ForEach-Object -Process { $_ -split '\s*[,;]\s*' } | Where-Object -FilterScript { $_ }
+)
+
 # The plan this script was compiled from. Values are literals: nothing here is evaluated text.
 $PsgenPlan = [ordered]@{
     Name = 'repair-network'
@@ -114,6 +119,9 @@ $PsgenPlan = [ordered]@{
         PowerShell = ''
         Modules = @()
         Commands = @()
+        ListPatterns = [ordered]@{
+            DnsServers = '^[0-9A-Fa-f:.]+$'
+        }
     }
     ExitMessages = [ordered]@{
         '0' = 'Done: everything is as it should be.'
@@ -572,6 +580,17 @@ function Get-PsgenMissingCapability {
         $have = $PSVersionTable.PSVersion
         if ($have -lt [version]$Requirement.PowerShell) {
             $missing.Add(('it needs PowerShell {0} or newer; this is {1}' -f $Requirement.PowerShell, $have))
+        }
+    }
+    if ($Requirement.Contains('ListPatterns')) {
+        foreach ($name in @($Requirement.ListPatterns.Keys)) {
+            $pattern = $Requirement.ListPatterns[$name]
+            foreach ($item in @(Get-Variable -Name $name -Scope 'Script' -ValueOnly)) {
+                if ([string]$item -notmatch $pattern) {
+                    $text = 'the value {0} of -{1} is not valid (it must match {2})'
+                    $missing.Add(($text -f $item, $name, $pattern))
+                }
+            }
         }
     }
     foreach ($module in @($Requirement.Modules)) {
@@ -1569,7 +1588,10 @@ function Get-PsgenAdapterPrefix {
     # Alias, Name (the part in parentheses of 'vEthernet (NAME)') and Prefix.
     $out = New-Object -TypeName 'System.Collections.ArrayList'
     $addresses = @(Get-NetIPAddress -AddressFamily IPv4 -ErrorAction SilentlyContinue |
-        Where-Object -FilterScript { $_.InterfaceAlias -like $Pattern } |
+        Where-Object -FilterScript {
+            # A self-assigned 169.254.x.x address is no VM network: never NAT it.
+            $_.InterfaceAlias -like $Pattern -and -not ([string]$_.IPAddress).StartsWith('169.254.')
+        } |
         Sort-Object -Property 'InterfaceAlias')
     foreach ($address in $addresses) {
         $alias = [string]$address.InterfaceAlias
@@ -1793,6 +1815,10 @@ function Get-PsgenDnsServerList {
         $skip = ('No network adapter named like {0} exists right now, so there is no VM adapter to ' +
             'set DNS on. It exists while Cowork''s VM network is set up; newer Cowork versions may ' +
             'not use one at all.') -f $pattern
+    }
+    elseif ($wanted.Count -eq 0) {
+        $skip = ('No DNS servers to use are known: this computer''s main connection has none. Run ' +
+            'the script again with -DnsServers followed by the DNS servers to use.')
     }
     else {
         $have = @($adapters | ForEach-Object -Process {

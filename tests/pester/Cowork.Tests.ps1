@@ -651,6 +651,9 @@ Describe 'Cowork resources: functions of the generated scripts, Windows commands
             Mock -CommandName 'Get-NetRoute' -MockWith { @() }
             $state = Get-PsgenDnsServerList -Property $prop
             @($state.Wanted).Count | Should -Be 0
+            # The runtime skips the step (nothing is journalled or rolled back) ...
+            $state.PsgenSkip | Should -BeLike '*No DNS servers to use are known*-DnsServers*'
+            # ... and Set still refuses if it is ever called.
             { Set-PsgenDnsServerList -Property $prop -State $state -Confirm:$false } |
                 Should -Throw -ExpectedMessage '*No DNS servers are known*Nothing was changed.*'
             Should -Invoke -CommandName 'Set-DnsClientServerAddress' -Times 0 -Exactly

@@ -117,6 +117,7 @@ $PsgenPlan = [ordered]@{
         PowerShell = ''
         Modules = @()
         Commands = @()
+        ListPatterns = [ordered]@{}
     }
     ExitMessages = [ordered]@{
         '0' = 'Done: everything is as it should be.'
@@ -545,6 +546,17 @@ function Get-PsgenMissingCapability {
         $have = $PSVersionTable.PSVersion
         if ($have -lt [version]$Requirement.PowerShell) {
             $missing.Add(('it needs PowerShell {0} or newer; this is {1}' -f $Requirement.PowerShell, $have))
+        }
+    }
+    if ($Requirement.Contains('ListPatterns')) {
+        foreach ($name in @($Requirement.ListPatterns.Keys)) {
+            $pattern = $Requirement.ListPatterns[$name]
+            foreach ($item in @(Get-Variable -Name $name -Scope 'Script' -ValueOnly)) {
+                if ([string]$item -notmatch $pattern) {
+                    $text = 'the value {0} of -{1} is not valid (it must match {2})'
+                    $missing.Add(($text -f $item, $name, $pattern))
+                }
+            }
         }
     }
     foreach ($module in @($Requirement.Modules)) {

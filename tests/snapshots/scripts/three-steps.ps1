@@ -74,7 +74,6 @@ param(
 
     [string]$JournalPath = '',
 
-    [ValidatePattern('^[0-9.]+$')]
     [string[]]$Servers = @('1.1.1.1', '8.8.8.8'),
 
     [ValidateRange(1, 9)]
@@ -102,6 +101,12 @@ if ($Json) {
     $DebugPreference = 'SilentlyContinue'
 }
 
+# powershell.exe -File hands "a,b" to a [string[]] parameter as one string: split lists here.
+# Their items are checked against the plan's patterns before anything changes.
+$Servers = @(
+    $Servers | ForEach-Object -Process { $_ -split '\s*[,;]\s*' } | Where-Object -FilterScript { $_ }
+)
+
 # The plan this script was compiled from. Values are literals: nothing here is evaluated text.
 $PsgenPlan = [ordered]@{
     Name = 'three-steps'
@@ -114,6 +119,9 @@ $PsgenPlan = [ordered]@{
         PowerShell = '5.1'
         Modules = @('NetTCPIP')
         Commands = @()
+        ListPatterns = [ordered]@{
+            Servers = '^[0-9.]+$'
+        }
     }
     ExitMessages = [ordered]@{
         '0' = 'Done: everything is as it should be.'
@@ -532,6 +540,17 @@ function Get-PsgenMissingCapability {
         $have = $PSVersionTable.PSVersion
         if ($have -lt [version]$Requirement.PowerShell) {
             $missing.Add(('it needs PowerShell {0} or newer; this is {1}' -f $Requirement.PowerShell, $have))
+        }
+    }
+    if ($Requirement.Contains('ListPatterns')) {
+        foreach ($name in @($Requirement.ListPatterns.Keys)) {
+            $pattern = $Requirement.ListPatterns[$name]
+            foreach ($item in @(Get-Variable -Name $name -Scope 'Script' -ValueOnly)) {
+                if ([string]$item -notmatch $pattern) {
+                    $text = 'the value {0} of -{1} is not valid (it must match {2})'
+                    $missing.Add(($text -f $item, $name, $pattern))
+                }
+            }
         }
     }
     foreach ($module in @($Requirement.Modules)) {
