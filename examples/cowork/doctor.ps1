@@ -2527,7 +2527,15 @@ function Get-PsgenWinNatRule {
     $networks = New-Object -TypeName 'System.Collections.ArrayList'
     $hns = @()
     if ($tool) {
-        $hns = Get-PsgenHnsNetwork -Pattern $Property.HnsNetwork -Tool $tool
+        try {
+            $hns = Get-PsgenHnsNetwork -Pattern $Property.HnsNetwork -Tool $tool
+        }
+        catch {
+            # HNS cannot be asked right now: fall back to the VM adapter's own address below.
+            $err = $_
+            Write-Verbose -Message ('HNS networks cannot be listed: {0}' -f $err.Exception.Message)
+            $hns = @()
+        }
     }
     $adapters = Get-PsgenAdapterPrefix -Pattern $Property.Interface
     $otherTypes = New-Object -TypeName 'System.Collections.Generic.List[string]'

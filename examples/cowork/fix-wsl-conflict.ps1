@@ -1616,7 +1616,16 @@ function Get-PsgenHnsNetworkAbsent {
             'computer also resets them.'
         return $state
     }
-    $networks = Get-PsgenHnsNetwork -Pattern $Property.Network -Tool $tool
+    try {
+        $networks = Get-PsgenHnsNetwork -Pattern $Property.Network -Tool $tool
+    }
+    catch {
+        # The HNS service stopped or broken: say so instead of failing the check.
+        $err = $_
+        $state.PsgenSkip = ('HNS networks cannot be listed right now ({0}). Restarting the computer ' +
+            'resets them.') -f $err.Exception.Message
+        return $state
+    }
     if ($Property.NetworkType) {
         $networks = @($networks | Where-Object -FilterScript { $_.Type -eq $Property.NetworkType })
     }
