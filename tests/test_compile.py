@@ -180,10 +180,27 @@ def test_deterministic_across_hash_seeds(tmp_path):
     assert outputs[0] == compile_plan(load(THREE_STEPS, "three-steps.yaml"))
 
 
+def _sections(text: str) -> list:
+    """A script cut where the runtime, each resource and the entry point begin."""
+    cuts = [m.start() for m in re.finditer(
+        r"\r\n(?=# -{20,}\r\n# psgen runtime |# --- resource: |\$PsgenResult = Invoke-PsgenMain\r\n)",
+        text)]
+    bounds = [0] + cuts + [len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
 def test_snapshot_bytes(snapshot, scripts):
+    # print-spooler is stored whole; three-steps without the sections (runtime, shared
+    # resources) that are byte-identical to print-spooler's, so nothing is stored twice.
     snapshot.snapshot_dir = REPO / "tests" / "snapshots" / "scripts"
-    for name in ("three-steps", "windows/print-spooler"):
-        snapshot.assert_match(scripts[name], name.replace("/", "__") + ".ps1")
+    full = scripts["windows/print-spooler"].decode("ascii")
+    snapshot.assert_match(full.encode("ascii"), "windows__print-spooler.ps1")
+    shared = set(_sections(full)[1:-1])
+    assert len(shared) >= 3  # the runtime and two resources
+    own = "".join("\r\n# [same as in windows__print-spooler.ps1]" if part in shared else part
+                  for part in _sections(scripts["three-steps"].decode("ascii")))
+    assert own.count("# [same as in windows__print-spooler.ps1]") >= 3
+    snapshot.assert_match(own.encode("ascii"), "three-steps.ps1")
 
 
 def test_runtime_orders_journal_before_fix_and_rolls_back_in_reverse(scripts):

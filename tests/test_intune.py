@@ -461,10 +461,36 @@ def test_unknown_run_as_account_is_a_user_error():
 # ------------------------------------------------------------------------------ snapshot
 
 
+SHARED_START = "\r\n# The plan this script was compiled from."
+SHARED_MARK = "\r\n# [the plan table, runtime and resources of the standalone script]\r\n"
+
+
 def test_snapshot_bytes(snapshot):
+    """Every byte of the Intune outputs is checked, but nothing is stored twice: the part the
+    scripts share with the standalone script (snapshotted in test_compile) is compared with it,
+    remediate is stored as its difference from detect, and the Graph body refers to both."""
+    import difflib
+
+    plan = load_plan("windows/print-spooler")
+    files = outputs(plan, "intune")
+    standalone = outputs(plan, "script")["print-spooler.ps1"].decode("ascii")
+    shared = standalone[standalone.index(SHARED_START):
+                        standalone.index("\r\n$PsgenResult = Invoke-PsgenMain\r\n")]
+    own = {}
+    for role in ("detect", "remediate"):
+        text = files[f"print-spooler.{role}.ps1"].decode("ascii")
+        assert text.count(shared) == 1, role
+        own[role] = text.replace(shared, SHARED_MARK)
     snapshot.snapshot_dir = REPO / "tests" / "snapshots" / "intune"
-    for fname, data in outputs(load_plan("windows/print-spooler"), "intune").items():
-        snapshot.assert_match(data, "windows__" + fname)
+    snapshot.assert_match(own["detect"].encode("ascii"), "windows__print-spooler.detect.ps1")
+    diff = "\n".join(difflib.unified_diff(own["detect"].split("\r\n"), own["remediate"].split("\r\n"),
+                                          "detect", "remediate", lineterm="", n=0)) + "\n"
+    snapshot.assert_match(diff, "windows__print-spooler.remediate.diff")
+    body = json.loads(files["print-spooler.intune.json"])
+    for key, role in (("detectionScriptContent", "detect"), ("remediationScriptContent", "remediate")):
+        assert base64.b64decode(body[key]) == files[f"print-spooler.{role}.ps1"]
+        body[key] = f"<base64 of print-spooler.{role}.ps1>"
+    snapshot.assert_match(json.dumps(body, indent=2) + "\n", "windows__print-spooler.intune.json")
 
 
 # ------------------------------------------------------------------------------ Windows suite
