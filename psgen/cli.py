@@ -106,13 +106,10 @@ def build(
         if cert is None:
             raise UserError.single("--sign needs --cert", hint="psgen cert new makes a "
                                    "throwaway code-signing certificate for tests")
-        from . import sign as signing
+        from .sign import signing_function
 
-        signer = signing.load_signer(cert, key, chain=chain,
-                                     password=signing.password_source(password_env))
-
-        def signer_fn(data: bytes, name: str) -> bytes:
-            return signing.sign_bytes(data, signer, timestamp_url=timestamp_url, name=name)
+        signer_fn = signing_function(cert, key, chain=chain, password_env=password_env,
+                                     timestamp_url=timestamp_url)
 
     stale = build_plans(plans, output=output, out_dir=out_dir, target=target, check=check,
                         echo=typer.echo, sign=signer_fn, **options)
@@ -330,12 +327,10 @@ def push(
     if sign_cert is not None:
         from dataclasses import replace
 
-        from . import sign as signing
+        from .sign import signing_function
 
-        signer = signing.load_signer(sign_cert, sign_key,
-                                     password=signing.password_source(sign_password_env))
-        script = replace(script, data=signing.sign_bytes(script.data, signer, name=script.source),
-                         local_path=None)
+        sign = signing_function(sign_cert, sign_key, password_env=sign_password_env)
+        script = replace(script, data=sign(script.data, script.source), local_path=None)
     elif sign_key is not None:
         raise UserError.single("--sign-key goes with --sign-cert")
     params = pushing.coerce_params(param, script)

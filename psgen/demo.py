@@ -21,10 +21,7 @@ def main(argv: list[str]) -> int:
         # A throwaway self-signed certificate: enough to show and test signing, trusted nowhere.
         key, cert = signing.new_self_signed("psgen demo (throwaway)")
         signing.write_certificate_files(out / "demo-signing", key, cert, force=True)
-        signer = signing.load_signer(out / "demo-signing.pem", out / "demo-signing.key")
-
-        def sign(data: bytes, name: str) -> bytes:
-            return signing.sign_bytes(data, signer, name=name)
+        sign = signing.signing_function(out / "demo-signing.pem", out / "demo-signing.key")
 
         for name, path in catalog():
             folder = out / Path(name).parent

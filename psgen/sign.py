@@ -832,6 +832,20 @@ def sign_bytes(data: bytes, signer: Signer, *, digest: str = "sha256",
     return layout.body + _format_block(der, layout.encoding)
 
 
+def signing_function(cert: Path | str, key: Path | str | None = None, *, chain=(),
+                     password_env: str = PASSWORD_ENV, timestamp_url: str | None = None,
+                     digest: str = "sha256"):
+    """``sign(data, name) -> signed bytes`` for a certificate on disk: what `build --sign` and
+    `push --sign-cert` hand to the code that produces scripts. Loads (and asks for the
+    password) once."""
+    signer = load_signer(cert, key, chain=chain, password=password_source(password_env))
+
+    def sign(data: bytes, name: str) -> bytes:
+        return sign_bytes(data, signer, digest=digest, timestamp_url=timestamp_url, name=name)
+
+    return sign
+
+
 def sign_file(path: Path | str, signer: Signer, *, output: Path | str | None = None,
               digest: str = "sha256", timestamp_url: str | None = None) -> Path:
     """Sign a script file in place (atomically, keeping its mode), or write to ``output``."""
